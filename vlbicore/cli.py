@@ -1,0 +1,262 @@
+"""The ``vlbicore`` command line: prepare, fit, summary, gather, plot, report, simulate, models.
+
+Heavy imports (JAX, ehtim, xarray) happen inside the sub-commands, after the device set-up, so that
+``--host-devices`` can still shape JAX's CPU backend and ``vlbicore --help`` answers at once. Every
+``VlbiError`` becomes one line on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+
+from . import __version__
+from .errors import VlbiError
+
+PRODUCT_NAMES = ("vis", "amp", "cphase", "lcamp")
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _set_host_devices(n: int | None):
+    """Expose ``n`` CPU devices to JAX (chain-parallel on CPU cores); must run before JAX starts."""
+    if n is None or n < 1 or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={n}").strip()
+
+
+def _load_mapping(text_or_path: str, what: str) -> dict:
+    import yaml
+
+    path = pathlib.Path(text_or_path)
+    try:
+        if path.suffix in (".yaml", ".yml", ".json") and path.exists():
+            value = yaml.safe_load(path.read_text())
+        else:
+            value = yaml.safe_load(text_or_path)
+    except yaml.YAMLError as exc:
+        raise VlbiError(f"{what}: not valid YAML/JSON ({str(exc).splitlines()[0]}); fix the syntax")
+    if not isinstance(value, dict):
+        raise VlbiError(f"{what}: expected a mapping of settings, got {type(value).__name__}")
+    return value
+
+
+def _products_arg(text: str) -> list[str]:
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    bad = [p for p in names if p not in PRODUCT_NAMES]
+    if bad or not names:
+        raise VlbiError(f"--products: {', '.join(bad) or 'empty'} unknown; use a comma list of {', '.join(PRODUCT_NAMES)}")
+    return names
+
+
+def resolve_fit_settings(args) -> dict:
+    """Merge --config FILE, --fit-json and explicit flags (flags win) into one fit configuration."""
+    settings: dict = {"model": None, "products": ["cphase", "lcamp"], "sampler": {}, "priors": {}, "fixed": {},
+                      "systematic": 0.0, "amp_likelihood": "gauss", "covariance": False}
+    for source, what in ((args.config, "--config"), (args.fit_json, "--fit-json")):
+        if source:
+            extra = _load_mapping(source, what)
+            unknown = sorted(set(extra) - set(settings))
+            if unknown:
+                raise VlbiError(f"{what}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(settings))}")
+            for key, value in extra.items():
+                if isinstance(settings.get(key), dict) and isinstance(value, dict):
+                    settings[key] = {**settings[key], **value}
+                else:
+                    settings[key] = value
+    if args.model:
+        path = pathlib.Path(args.model)
+        if path.suffix in (".yaml", ".yml", ".json"):
+            if not path.exists():
+                raise VlbiError(f"--model: file {path} not found; give a model type name or an existing YAML file")
+            settings["model"] = _load_mapping(str(path), f"--model {path}")
+        else:
+            settings["model"] = {"type": args.model}
+    if args.order is not None:
+        if not isinstance(settings["model"], dict) or "type" not in settings["model"]:
+            raise VlbiError("--order: only applies to a single m-ring model given with --model")
+        settings["model"] = {**settings["model"], "order": args.order}
+    if settings["model"] is None:
+        raise VlbiError("fit: no model given; use --model NAME (see `vlbicore models`) or a model in --config")
+    if isinstance(settings["model"], str):
+        settings["model"] = {"type": settings["model"]}
+    if args.products:
+        settings["products"] = _products_arg(args.products)
+    for flag in ("chains", "warmup", "samples", "seed", "dtype", "chain_method", "starts"):
+        value = getattr(args, flag)
+        if value is not None:
+            settings["sampler"][flag] = value
+    return settings
+
+
+# --------------------------------------------------------------------------------------------------
+# sub-commands
+
+
+def cmd_prepare(args):
+    from .data import load_uvfits, save_prepared
+
+    obs = load_uvfits(args.data, scan_average=not args.no_scan_average, drop_intra_site=not args.keep_intra_site)
+    save_prepared(obs, args.out)
+    print(f"prepared {args.data} -> {args.out}: {len(obs.u)} rows, {len(obs.stations)} stations; flagged {obs.flag_counts}")
+
+
+def cmd_fit(args):
+    settings = resolve_fit_settings(args)
+    out = pathlib.Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise VlbiError(f"--out: {out} already exists; pass --overwrite to replace it or choose another path")
+    sampler_values = dict(settings["sampler"])
+    sampler_values.setdefault("progress", sys.stderr.isatty() and not args.quiet)
+    _set_host_devices(args.host_devices or min(int(sampler_values.get("chains", 4)), os.cpu_count() or 1))
+    if sampler_values.get("dtype", "float64") == "float64":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+
+    from .fitting import run_fit
+
+    store = run_fit(args.data, settings, out, epoch=args.epoch, overwrite=args.overwrite, sampler_values=sampler_values)
+    if not args.quiet:
+        from .store import format_summary
+
+        print(format_summary(store))
+
+
+def cmd_summary(args):
+    from .store import format_summary, summary_table
+
+    print(format_summary(args.store))
+    if args.csv:
+        summary_table(args.store).to_csv(args.csv)
+
+
+def cmd_gather(args):
+    from .gather import gather_stores
+
+    result = gather_stores(args.stores, args.out, scheduler=args.scheduler)
+    print(f"gathered {len(args.stores)} store(s) -> {args.out}")
+    problems = getattr(result, "problems", None)
+    if problems:
+        print(f"{len(problems)} problem(s) reported in {args.out}/problems.csv", file=sys.stderr)
+
+
+def cmd_plot(args):
+    from .plots import plot_fit
+
+    for path in plot_fit(args.store, args.out):
+        print(path)
+
+
+def cmd_report(args):
+    from .report import write_report
+
+    print(write_report(args.gather_dir, args.out))
+
+
+def cmd_validate_config(args):
+    from .campaign import validate_campaign
+
+    validate_campaign(args.config)
+    print(f"{args.config}: valid")
+
+
+def cmd_simulate(args):
+    from .simulate import simulate_from_cli
+
+    simulate_from_cli(args)
+
+
+def cmd_models(args):
+    from .models import describe_models
+
+    print(describe_models())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vlbicore", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"vlbicore {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare", help="uvfits -> flagged, scan-averaged observation (.npz, checksummed)")
+    p.add_argument("data")
+    p.add_argument("--out", required=True)
+    p.add_argument("--no-scan-average", action="store_true")
+    p.add_argument("--keep-intra-site", action="store_true", help="keep ALMA-APEX / JCMT-SMA baselines")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("fit", help="fit one model to one observation; write one Zarr store")
+    p.add_argument("data", help="uvfits file or a prepared .npz")
+    p.add_argument("--out", required=True, help="output Zarr store (directory)")
+    p.add_argument("--model", help="model type name (see `vlbicore models`) or a YAML file composing components")
+    p.add_argument("--order", type=int, help="m-ring order m")
+    p.add_argument("--products", help="comma list of vis, amp, cphase, lcamp (default cphase,lcamp)")
+    p.add_argument("--chains", type=int)
+    p.add_argument("--warmup", type=int)
+    p.add_argument("--samples", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--starts", type=int, help="optimiser starts used to find the modes")
+    p.add_argument("--dtype", choices=("float32", "float64"))
+    p.add_argument("--chain-method", dest="chain_method", choices=("parallel", "vectorized", "sequential"))
+    p.add_argument("--host-devices", type=int, help="CPU devices to expose to JAX (default: min(chains, cores))")
+    p.add_argument("--config", help="YAML/JSON fit configuration file")
+    p.add_argument("--fit-json", help="fit configuration as a JSON string (used by the workflow)")
+    p.add_argument("--epoch", help="epoch id recorded in the store")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("summary", help="print a fit store's parameters, convergence and goodness of fit")
+    p.add_argument("store")
+    p.add_argument("--csv")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("gather", help="gather fit stores into cross-epoch tables (xarray + Dask)")
+    p.add_argument("stores", nargs="+")
+    p.add_argument("--out", required=True)
+    p.add_argument("--scheduler", help="address of an existing Dask scheduler (default: a LocalCluster)")
+    p.set_defaults(func=cmd_gather)
+
+    p = sub.add_parser("plot", help="trace, corner, model image, residual and uv-coverage plots of one fit")
+    p.add_argument("store")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("report", help="campaign report (HTML) from a gather directory")
+    p.add_argument("gather_dir")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("validate-config", help="check a campaign config against the schema and model names")
+    p.add_argument("config")
+    p.set_defaults(func=cmd_validate_config)
+
+    p = sub.add_parser("simulate", help="synthetic observation of a model, written as uvfits")
+    p.add_argument("--model", required=True)
+    p.add_argument("--param", action="append", default=[], help="NAME=VALUE (repeat); beta_list as re+imj,...")
+    p.add_argument("--out", required=True)
+    p.add_argument("--array", default="EHT2017", help="array table name or path")
+    p.add_argument("--like", help="copy the uv coverage and sigmas of this uvfits file")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-noise", action="store_true")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("models", help="list model types and their parameters")
+    p.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except VlbiError as exc:
+        print(f"vlbicore: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vlbicore: interrupted", file=sys.stderr)
+        return 130
+    return 0
