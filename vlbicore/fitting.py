@@ -15,10 +15,10 @@ from .errors import VlbiError
 
 def load_observation(path: str | pathlib.Path):
     """A uvfits file, or a prepared ``.npz`` written by ``vlbicore prepare``."""
-    from .data import load_prepared, load_uvfits
+    from . import data
 
     path = str(path)
-    return load_prepared(path) if path.endswith(".npz") else load_uvfits(path)
+    return data.load_prepared(path) if path.endswith(".npz") else data.load_uvfits(path)
 
 
 def model_spec_for(settings: dict) -> dict:

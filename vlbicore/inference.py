@@ -34,7 +34,7 @@ from .errors import VlbiError
 from .likelihood import make_log_likelihood, reduced_chi_squared
 
 CHAIN_METHODS = ("parallel", "vectorized", "sequential")
-CLOSURE_PRODUCTS = frozenset({"cphase", "lcamp"})
+BARRIER = 2.0  # log-posterior dip (nats) that separates two modes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,8 +173,11 @@ def _adam_path(neg_log_post, z0, steps: int, learning_rate: float = 0.05):
 def find_modes(log_post, box: Box, key, *, starts: int, steps: int, dtype) -> list[dict]:
     """Optimise ``starts`` prior draws at once and group the end points into modes (best first).
 
-    Two end points belong to one mode when every parameter agrees to 2 % of its prior width. Each mode
-    records its log posterior (unconstrained space), its parameter values and how many starts found it.
+    An end point joins a known mode when every parameter agrees to 2 % of its prior width, or when the
+    log posterior along the straight line between them never dips more than ``BARRIER`` below the
+    lower end (a hill-valley test: no barrier, same basin; it merges optimiser end points that stopped
+    at different places on one flat ridge). Each mode records its log posterior (unconstrained space),
+    its parameter values and how many starts found it.
     """
     z0 = jax.random.logistic(key, (starts, len(box.names)), dtype=dtype)  # = uniform draws in the box
     run = jax.jit(jax.vmap(partial(_adam_path, lambda z: -log_post(z), steps=steps)))
@@ -186,6 +189,10 @@ def find_modes(log_post, box: Box, key, *, starts: int, steps: int, dtype) -> li
             "priors: the log posterior is not finite anywhere the optimiser looked; the prior box may "
             "exclude every model the data allow, or the data hold NaNs; widen the priors or check the data"
         )
+    fractions = jnp.linspace(0.0, 1.0, 10, dtype=dtype)[1:-1]
+    path_min = jax.jit(
+        lambda a, b: jnp.min(jax.vmap(lambda t: log_post(a + t * (b - a)))(fractions))
+    )
     order = np.argsort(-np.where(finite, lp_end, -np.inf))
     values = np.asarray(box.to_values(z_end))
     width = box.high - box.low
@@ -194,7 +201,8 @@ def find_modes(log_post, box: Box, key, *, starts: int, steps: int, dtype) -> li
         if not finite[i]:
             continue
         for mode in modes:
-            if np.all(np.abs(values[i] - mode["_x"]) <= 0.02 * width):
+            close = np.all(np.abs(values[i] - mode["_x"]) <= 0.02 * width)
+            if close or float(path_min(z_end[i], mode["_z"])) >= lp_end[i] - BARRIER:
                 mode["starts"] += 1
                 break
         else:

@@ -1,0 +1,142 @@
+"""The talk's fit, ours vs a plain single-chain NumPyro baseline written the talk's way, in one run.
+
+M87* 2017-04-11 lo band (the file the JAX/NumPyro talk fitted), thick m-ring m = 1:
+- vlbicore: 4 chains (chain-parallel over 2 forced host devices = the 2 cores), amplitudes + closure
+  phases and a closure-only variant (closure phases + log closure amplitudes), 1000 warmup + 2000 samples.
+  Wall time includes compilation and the multi-start mode search.
+- baseline: the talk's code shape: one NumPyro model with sample sites F0, d, w, |b1|, arg b1, a
+  100-node trapezoid Bessel integral evaluated per order in a Python list, von Mises closure phases,
+  Gaussian debiased amplitudes, ``MCMC(NUTS(model), 1000, 2000)`` with one chain, float32.
+  It runs ``--baseline-samples`` iterations (default: the full 1000 + 2000) on the same data.
+
+Prints wall times, R-hat, ESS/s and the ratios. Usage: python bench/bench_fit.py [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+import time
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+DATA = REPO / "data/eht-m87-2017/SR1_M87_2017_101_lo_hops_netcal_StokesI.uvfits"
+RAD_PER_UAS = np.pi / 180 / 3600 / 1e6
+
+
+def ours(products_kinds, chains, warmup, samples, dtype="float64"):
+    from vlbicore.fitting import load_observation, model_spec_for
+    from vlbicore.inference import SamplerSettings, fit
+    from vlbicore.models import build_model
+    from vlbicore.products import build_products
+
+    jax.config.update("jax_enable_x64", dtype == "float64")
+    obs = load_observation(DATA)
+    products = build_products(obs, products_kinds)
+    settings = {"model": {"type": "thick_mring", "order": 1}, "products": list(products_kinds)}
+    model = build_model(model_spec_for(settings))
+    sampler = SamplerSettings(chains=chains, warmup=warmup, samples=samples, seed=0, dtype=dtype)
+    t0 = time.perf_counter()
+    result = fit(products, model, sampler)
+    wall = time.perf_counter() - t0
+    ess = min(result.diagnostics["ess_bulk"].values())
+    return {
+        "wall": wall,
+        "rhat": result.convergence["max_rhat"],
+        "ess_min": ess,
+        "ess_per_s": ess / wall,
+        "d": float(np.median(result.posterior["d"])),
+        "n_data": {k: p.n for k, p in products.items()},
+        "timings": result.timings,
+        "converged": result.convergence["converged"],
+    }
+
+
+def talk_baseline(warmup, samples):
+    """The talk's single-chain NumPyro fit (paraphrased from its description in prior-art.md)."""
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.infer import MCMC, NUTS
+
+    from vlbicore.fitting import load_observation
+    from vlbicore.products import build_products
+
+    jax.config.update("jax_enable_x64", False)
+    obs = load_observation(DATA)
+    products = build_products(obs, ("amp", "cphase"))
+    amp, cp = products["amp"], products["cphase"]
+    u = jnp.asarray(obs.u, jnp.float32)
+    v = jnp.asarray(obs.v, jnp.float32)
+    tau = jnp.linspace(0, jnp.pi, 100)
+
+    def bessel_j(n, z):  # the talk's trapezoid integral, 100 fixed nodes
+        integrand = jnp.cos(n * tau[None, :] - z[:, None] * jnp.sin(tau[None, :]))
+        return jnp.trapezoid(integrand, tau, axis=1) / jnp.pi
+
+    def model():
+        F0 = numpyro.sample("F0", dist.Uniform(0.1, 3))
+        d = numpyro.sample("d", dist.Uniform(5, 80)) * RAD_PER_UAS
+        w = numpyro.sample("w", dist.Uniform(1, 30)) * RAD_PER_UAS
+        b_abs = numpyro.sample("abs(b1)", dist.Uniform(0, 0.5))
+        b_arg = numpyro.sample("angle(b1)", dist.Uniform(-jnp.pi, jnp.pi))
+        rho = jnp.sqrt(u**2 + v**2)
+        phi = jnp.arctan2(u, v) + jnp.pi
+        z = jnp.pi * d * rho
+        beta = b_abs * jnp.exp(1j * b_arg)
+        betas = {-1: jnp.conj(beta), 0: 1.0, 1: beta}
+        vis = F0 * sum(betas[k] * bessel_j(k, z) * jnp.exp(1j * k * (phi - jnp.pi / 2)) for k in range(-1, 2))
+        vis = vis * jnp.exp(-((jnp.pi * w * rho) ** 2) / (4 * jnp.log(2.0)))
+        numpyro.sample("amp", dist.Normal(jnp.abs(vis)[amp.rows], amp.sigma), obs=amp.values)
+        model_cp = cp.predict(vis)
+        numpyro.sample("cp", dist.VonMises(model_cp, 1 / cp.sigma**2), obs=cp.values)
+
+    mcmc = MCMC(NUTS(model), num_warmup=warmup, num_samples=samples, num_chains=1, progress_bar=False)
+    t0 = time.perf_counter()
+    mcmc.run(jax.random.PRNGKey(0))
+    mcmc.get_samples()["d"].block_until_ready()
+    wall = time.perf_counter() - t0
+    from numpyro.diagnostics import effective_sample_size
+
+    d = np.asarray(mcmc.get_samples(group_by_chain=True)["d"])
+    ess = float(effective_sample_size(d))
+    return {"wall": wall, "ess_d": ess, "d": float(np.median(d)), "iterations": warmup + samples}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="200 warmup + 400 samples everywhere")
+    parser.add_argument("--baseline-samples", type=int, help="baseline sampling iterations (default: as ours)")
+    args = parser.parse_args(argv)
+    warmup, samples = (200, 400) if args.quick else (1000, 2000)
+    print(f"machine: {os.cpu_count()} cores, jax {jax.__version__}, devices {jax.devices()}")
+    print(f"data: {DATA.name}; thick_mring m=1; {warmup} warmup + {samples} samples")
+    rows = {}
+    for label, kinds in (("amp+cphase", ("amp", "cphase")), ("cphase+lcamp", ("cphase", "lcamp"))):
+        r = ours(kinds, 4, warmup, samples)
+        rows[label] = r
+        print(f"vlbicore {label:13s} 4 chains: wall {r['wall']:6.1f} s (optimise {r['timings']['optimise']:.1f}, "
+              f"warmup+compile {r['timings']['warmup']:.1f}, sampling {r['timings']['sampling']:.1f}), "
+              f"max R-hat {r['rhat']:.4f}, min bulk ESS {r['ess_min']:.0f} ({r['ess_per_s']:.0f}/s), "
+              f"d = {r['d']:.2f} µas, data {r['n_data']}, converged {r['converged']}")
+    base_samples = args.baseline_samples or samples
+    base_warmup = max(1, base_samples // 2)
+    b = talk_baseline(base_warmup, base_samples)
+    print(f"talk baseline amp+cphase 1 chain, {base_warmup}+{base_samples}: wall {b['wall']:.1f} s, "
+          f"ESS(d) {b['ess_d']:.0f} ({b['ess_d'] / b['wall']:.1f}/s), d = {b['d']:.2f} µas")
+    scale = (warmup + samples) / b["iterations"]
+    ours_amp = rows["amp+cphase"]
+    print(f"ratio wall (baseline scaled to {warmup}+{samples} iterations, 1 chain) / ours (4 chains): "
+          f"{b['wall'] * scale / ours_amp['wall']:.1f}x")
+    print(f"ratio ESS/s ours / baseline: {ours_amp['ess_per_s'] / (b['ess_d'] / b['wall']):.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
