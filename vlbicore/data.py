@@ -1,0 +1,394 @@
+"""Load calibrated VLBI data (uvfits, Stokes I) into an immutable, analysis-ready ``Observation``.
+
+ehtim does the uvfits parsing (and its averaging code is reused), but nothing of ehtim leaks out:
+the result is plain NumPy arrays, user mistakes become one-line ``VlbiError`` messages, and every
+dropped row is counted in ``Observation.flag_counts`` instead of vanishing silently.
+
+Pipeline of ``load_uvfits``:
+
+1. check the file (exists, readable, random-groups uvfits with a Stokes I or RR/LL axis);
+2. read it with ``ehtim.obsdata.load_uvfits(polrep='stokes')`` (zero-weight records are dropped by
+   ehtim; they are counted as ``zero_weight``);
+3. drop records with a non-finite or non-positive sigma (``bad_sigma``), NaN/inf or exactly zero
+   visibilities (``bad_vis``; ehtim turns NaN into 0), and intra-site baselines (``intra_site``:
+   shorter than ``min_baseline`` λ, i.e. ALMA-APEX and JCMT-SMA);
+4. coherently average each baseline over each scan (ehtim), then give every averaged record of a
+   scan the scan's first timestamp (ehtim stamps each baseline with its own first time, and closures
+   are formed only between identical times, so late-starting baselines would drop out of every
+   closure).
+
+Units: u, v in wavelengths, visibilities and sigmas in Jy, time in hours UTC from 0 h of ``mjd``.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import hashlib
+import io
+import json
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from vlbicore.errors import VlbiError
+
+# add_scans() defaults in ehtim 1.3.2: a gap longer than this (hours, ~59 s) starts a new scan.
+SCAN_GAP_HOURS = 0.0165
+
+# Centre frequencies of the EHT 2017/2018 bands (Hz) -> band names; a band is recognised within 0.5 GHz.
+EHT_BANDS = {213.1e9: "b1", 215.1e9: "b2", 227.0707e9: "lo", 229.0707e9: "hi"}
+
+_SIGMA_COLUMNS = ("sigma", "qsigma", "usigma", "vsigma")
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence ehtim: its progress lines go to stdout and its harmless RuntimeWarnings to warnings."""
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def ehtim():
+    """Import ehtim quietly (the import itself prints a welcome banner)."""
+    with quiet():
+        import ehtim as eh
+    return eh
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Observation:
+    """One calibrated, flagged, (scan-averaged) Stokes I observation; one entry per row of the arrays.
+
+    ``ant1``/``ant2`` index ``stations``; the visibility of a row is that of baseline ant1 -> ant2 at
+    (u, v). ``flag_counts`` says how many records were dropped and why (counted before averaging).
+    The fields after ``flag_counts`` describe the observation for writing it back to uvfits.
+    """
+
+    path: str
+    sha256: str
+    source: str
+    date: str
+    band: str
+    frequency: float
+    stations: tuple[str, ...]
+    u: np.ndarray
+    v: np.ndarray
+    vis: np.ndarray
+    sigma: np.ndarray
+    time: np.ndarray
+    ant1: np.ndarray
+    ant2: np.ndarray
+    scan: np.ndarray
+    flag_counts: dict[str, int]
+    ra: float = 0.0  # hours
+    dec: float = 0.0  # degrees
+    mjd: int = 0
+    bandwidth: float = 0.0  # Hz
+    station_xyz: np.ndarray | None = None  # [n_stations, 3] geocentric metres
+    tint: np.ndarray | None = None  # seconds per row
+
+    def __len__(self) -> int:
+        return len(self.vis)
+
+    @property
+    def uvdist(self) -> np.ndarray:
+        """Baseline length of each row in wavelengths."""
+        return np.hypot(self.u, self.v)
+
+    @property
+    def baseline_labels(self) -> np.ndarray:
+        """'AA-LM' style label of each row."""
+        names = np.asarray(self.stations)
+        return np.char.add(np.char.add(names[self.ant1], "-"), names[self.ant2])
+
+    def summary(self) -> str:
+        """A few lines of plain text describing the observation and what was flagged."""
+        flags = ", ".join(f"{k} {n}" for k, n in self.flag_counts.items() if n) or "none"
+        snr = np.abs(self.vis) / self.sigma
+        return "\n".join([
+            f"{Path(self.path).name}: {self.source} {self.date} band {self.band} "
+            f"({self.frequency / 1e9:.4f} GHz)",
+            f"  stations ({len(self.stations)}): {' '.join(self.stations)}",
+            f"  rows {len(self)} in {len(np.unique(self.scan))} scans, "
+            f"{len(np.unique(self.ant1 * 1000 + self.ant2))} baselines, "
+            f"uv {self.uvdist.min() / 1e9:.2f}-{self.uvdist.max() / 1e9:.2f} Gλ, "
+            f"median SNR {np.median(snr):.1f}",
+            f"  dropped records: {flags}",
+        ])
+
+
+def load_uvfits(path, *, scan_average: bool = True, drop_intra_site: bool = True,
+                min_baseline: float = 1e8) -> Observation:
+    """Read a Stokes I uvfits file into an ``Observation`` (see the module docstring for the steps).
+
+    ``min_baseline`` (λ) is the length below which a baseline counts as intra-site and is dropped
+    when ``drop_intra_site``; the shortest inter-site EHT baseline is ~1.2e9 λ.
+    """
+    path = Path(path)
+    n_groups = _check_uvfits(path)
+    eh = ehtim()
+    try:
+        with quiet():
+            raw = eh.obsdata.load_uvfits(str(path), polrep="stokes")
+    except Exception as exc:  # ehtim raises bare Exceptions for every kind of bad input
+        raise VlbiError(f"{path}: ehtim could not read this uvfits file ({_one_line(exc)}); "
+                        "check that it is a calibrated, single-source uvfits file") from None
+
+    data = raw.data
+    flag_counts = {"zero_weight": int(n_groups - len(data))}
+    keep, counts = _usable_records(data, min_baseline if drop_intra_site else 0.0)
+    flag_counts.update(counts)
+    if not keep.any():
+        raise VlbiError(f"{path}: no usable rows (dropped: {_describe(flag_counts)}); "
+                        "the file has no finite visibilities with positive sigma on inter-site baselines")
+    data = data[keep]
+
+    scan_id, scan_start = scan_ids(data["time"])
+    if scan_average:
+        # Average first: ehtim's Obsdata keeps only the first record of a baseline per time stamp,
+        # so equal timestamps must not exist before averaging. Then put every averaged record of a
+        # scan (ehtim stamps each with its own baseline's first time) on the scan's first time.
+        data = _average_scans(eh, raw, data)
+        scan_id = np.searchsorted(scan_start, data["time"], side="right") - 1
+        data["time"] = scan_start[scan_id]
+
+    present = set(data["t1"]) | set(data["t2"])
+    stations = tuple(str(s) for s in raw.tarr["site"] if s in present)
+    index = {s: i for i, s in enumerate(stations)}
+    xyz = {row["site"]: (row["x"], row["y"], row["z"]) for row in raw.tarr}
+    order = np.lexsort((data["t2"], data["t1"], data["time"]))
+    data, scan_id = data[order], scan_id[order]
+    return Observation(
+        path=str(path), sha256=file_sha256(path), source=str(raw.source), date=mjd_to_date(raw.mjd),
+        band=band_name(path.name, raw.rf), frequency=float(raw.rf), stations=stations,
+        u=np.asarray(data["u"], float), v=np.asarray(data["v"], float),
+        vis=np.asarray(data["vis"], np.complex128), sigma=np.asarray(data["sigma"], float),
+        time=np.asarray(data["time"], float),
+        ant1=np.array([index[s] for s in data["t1"]], dtype=np.int64),
+        ant2=np.array([index[s] for s in data["t2"]], dtype=np.int64),
+        scan=scan_id.astype(np.int64), flag_counts=flag_counts,
+        ra=float(raw.ra), dec=float(raw.dec), mjd=int(raw.mjd), bandwidth=float(raw.bw),
+        station_xyz=np.array([xyz[s] for s in stations], float),
+        tint=np.asarray(data["tint"], float),
+    )
+
+
+def to_ehtim(obs: Observation):
+    """An ``ehtim.obsdata.Obsdata`` (Stokes) holding exactly the rows of ``obs``.
+
+    For cross-checks against ehtim and for writing uvfits. ehtim may reorder rows and flip baselines
+    to its uvfits order, so match rows by time and station names, not by position.
+    """
+    eh = ehtim()
+    const = eh.const_def
+    table = np.zeros(len(obs), dtype=const.DTPOL_STOKES)
+    names = np.asarray(obs.stations)
+    table["time"], table["u"], table["v"] = obs.time, obs.u, obs.v
+    table["tint"] = obs.tint if obs.tint is not None else 0.0
+    table["t1"], table["t2"] = names[obs.ant1], names[obs.ant2]
+    table["vis"], table["sigma"] = obs.vis, obs.sigma
+    # ehtim writes RR = I + V, LL = I - V with sigma_RR = sqrt(sigma_I^2 + sigma_V^2) and reads back
+    # sigma_I = sqrt(sigma_RR^2 + sigma_LL^2) / 2; so sigma_V = sigma_I round-trips sigma_I exactly
+    # (the shipped EHT files hold the same: all four Stokes sigmas equal).
+    for column in _SIGMA_COLUMNS[1:]:
+        table[column] = obs.sigma
+    tarr = np.zeros(len(obs.stations), dtype=const.DTARR)
+    tarr["site"] = names
+    if obs.station_xyz is not None:
+        tarr["x"], tarr["y"], tarr["z"] = np.asarray(obs.station_xyz).T
+    with quiet():
+        return eh.obsdata.Obsdata(obs.ra, obs.dec, obs.frequency, obs.bandwidth or 1.0, table, tarr,
+                                  source=obs.source, mjd=obs.mjd, polrep="stokes")
+
+
+def save_uvfits(obs: Observation, path) -> Path:
+    """Write ``obs`` as a uvfits file (RR = LL = Stokes I) that ehtim and ``load_uvfits`` read back."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise VlbiError(f"{path}: the output folder does not exist; create it first")
+    with quiet():
+        to_ehtim(obs).save_uvfits(str(path))
+    return path
+
+
+_ARRAY_FIELDS = ("u", "v", "vis", "sigma", "time", "ant1", "ant2", "scan", "station_xyz", "tint")
+_META_FIELDS = ("path", "sha256", "source", "date", "band", "frequency", "stations", "flag_counts", "ra", "dec",
+                "mjd", "bandwidth")
+PREPARED_FORMAT = 1
+
+
+def save_prepared(obs: Observation, path) -> Path:
+    """Write ``obs`` as a ``.npz`` (arrays + JSON metadata + a checksum of both) for ``load_prepared``.
+
+    The metadata keep the input file's path and sha256, so a workflow can tell which uvfits a prepared
+    file came from; the checksum catches a damaged or hand-edited file.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise VlbiError(f"{path}: the output folder does not exist; create it first")
+    arrays = {name: np.asarray(getattr(obs, name)) for name in _ARRAY_FIELDS if getattr(obs, name) is not None}
+    meta = {name: getattr(obs, name) for name in _META_FIELDS}
+    meta["stations"] = list(obs.stations)
+    meta["format"] = PREPARED_FORMAT
+    meta_json = json.dumps(meta)
+    with open(path, "wb") as handle:  # a handle, so numpy does not append ".npz" to other names
+        np.savez(handle, meta=np.array(meta_json), checksum=np.array(_content_checksum(arrays, meta_json)),
+                 **arrays)
+    return path
+
+
+def load_prepared(path) -> Observation:
+    """Read an ``Observation`` written by ``save_prepared`` (checksum verified)."""
+    path = Path(path)
+    if not path.is_file():
+        raise VlbiError(f"{path}: prepared file not found; run `vlbicore prepare DATA.uvfits --out {path}`")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            contents = {name: npz[name] for name in npz.files}
+        meta_json = str(contents.pop("meta"))
+        checksum = str(contents.pop("checksum"))
+        meta = json.loads(meta_json)
+    except Exception as exc:
+        raise VlbiError(f"{path}: not a prepared observation ({_one_line(exc)}); "
+                        "run `vlbicore prepare` again") from None
+    if meta.get("format") != PREPARED_FORMAT or checksum != _content_checksum(contents, meta_json):
+        raise VlbiError(f"{path}: checksum or format mismatch (damaged, edited or from another vlbicore "
+                        "version); run `vlbicore prepare` again")
+    meta.pop("format")
+    meta["stations"] = tuple(meta["stations"])
+    return Observation(**meta, **{name: contents.get(name) for name in _ARRAY_FIELDS})
+
+
+def _content_checksum(arrays: dict[str, np.ndarray], meta_json: str) -> str:
+    digest = hashlib.sha256(meta_json.encode())
+    for name in sorted(arrays):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(arrays[name]).tobytes())
+    return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+
+
+def _check_uvfits(path: Path) -> int:
+    """Fail early, with an actionable message, on anything ehtim would choke on; return GCOUNT."""
+    from astropy.io import fits
+
+    if not path.exists():
+        raise VlbiError(f"{path}: file not found; check the path (data files live under data/)")
+    if not path.is_file():
+        raise VlbiError(f"{path}: not a regular file; give the path of a .uvfits file")
+    if not os.access(path, os.R_OK):
+        raise VlbiError(f"{path}: file is not readable; check its permissions")
+    try:
+        with quiet(), fits.open(path, memmap=False) as hdul:
+            hdul.verify("silentfix")
+            primary = hdul[0]
+            header = primary.header
+            if not isinstance(primary, fits.GroupsHDU) or "GCOUNT" not in header:
+                raise VlbiError(f"{path}: not a uvfits file (no random-groups visibility table); "
+                                "export the data as uvfits (e.g. from AIPS FITTP or ehtim save_uvfits)")
+            n_groups = int(header["GCOUNT"])
+            # reading the data catches truncated files, which astropy opens without complaint
+            n_read = len(primary.data)
+            stokes = _stokes_codes(header)
+            total_intensity = [i for i, code in enumerate(stokes or []) if code in (1, -1, -2)]
+            weights = np.asarray(primary.data["DATA"])[..., total_intensity, 2] if total_intensity else None
+    except VlbiError:
+        raise
+    except Exception as exc:
+        raise VlbiError(f"{path}: cannot be read as FITS ({_one_line(exc)}); the file is truncated "
+                        "or not a uvfits file, download or export it again") from None
+    if n_read != n_groups or n_groups == 0:
+        raise VlbiError(f"{path}: holds {n_read} of {n_groups} visibility records (truncated or empty); "
+                        "download or export it again")
+    if stokes is None or not ({1, -1, -2} & set(stokes)):
+        raise VlbiError(f"{path}: no Stokes I (or RR/LL) correlations (STOKES axis codes {stokes}); "
+                        "vlbicore fits total intensity, give a file with Stokes I or RR/LL data")
+    if not np.any(weights > 0):
+        raise VlbiError(f"{path}: no usable rows (all {n_groups} records have zero or NaN weight, i.e. are "
+                        "flagged); give a file with unflagged Stokes I or RR/LL data")
+    return n_groups
+
+
+def _stokes_codes(header) -> list[int] | None:
+    """The Stokes codes of the correlation axis (1 = I, -1 = RR, -2 = LL, ...), or None if absent."""
+    for axis in range(2, int(header.get("NAXIS", 0)) + 1):
+        if str(header.get(f"CTYPE{axis}", "")).strip().upper() == "STOKES":
+            n = int(header[f"NAXIS{axis}"])
+            crval, cdelt = float(header[f"CRVAL{axis}"]), float(header.get(f"CDELT{axis}", 1.0))
+            crpix = float(header.get(f"CRPIX{axis}", 1.0))
+            return [int(round(crval + (i + 1 - crpix) * cdelt)) for i in range(n)]
+    return None
+
+
+def _usable_records(data, min_baseline: float) -> tuple[np.ndarray, dict[str, int]]:
+    """Mask of records to keep and the number dropped for each reason (first matching reason wins)."""
+    sigma, vis = data["sigma"], data["vis"]
+    bad_sigma = ~(np.isfinite(sigma) & (sigma > 0))
+    # ehtim turns NaN visibilities into exact zeros, which no real measurement is
+    bad_vis = ~(np.isfinite(vis) & (vis != 0)) & ~bad_sigma
+    intra = (np.hypot(data["u"], data["v"]) < min_baseline) & ~bad_sigma & ~bad_vis
+    counts = {"bad_sigma": int(bad_sigma.sum()), "bad_vis": int(bad_vis.sum()),
+              "intra_site": int(intra.sum())}
+    return ~(bad_sigma | bad_vis | intra), counts
+
+
+def scan_ids(times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Scan index of each record (a new scan after a gap > SCAN_GAP_HOURS, as ehtim's add_scans)
+    and the first time of each scan."""
+    unique = np.unique(times)
+    starts = np.concatenate([[True], np.diff(unique) > SCAN_GAP_HOURS])
+    scan_of_unique = np.cumsum(starts) - 1
+    scan = scan_of_unique[np.searchsorted(unique, times)]
+    return scan, unique[starts]
+
+
+def _average_scans(eh, raw, data):
+    """Coherent per-baseline scan average with ehtim's add_scans() + avg_coherent(0, scan_avg=True)."""
+    arglist, argdict = raw.obsdata_args()
+    arglist[4] = data
+    with quiet():
+        obs = eh.obsdata.Obsdata(*arglist, **argdict)
+        obs.add_scans()
+        averaged = obs.avg_coherent(0.0, scan_avg=True)
+    return averaged.data
+
+
+def band_name(filename: str, frequency: float) -> str:
+    """'lo'/'hi' from an EHT-style file name, else the EHT band of the frequency, else e.g. '230.0GHz'."""
+    match = re.search(r"_(lo|hi)_", filename)
+    if match:
+        return match.group(1)
+    for centre, name in EHT_BANDS.items():
+        if abs(frequency - centre) < 0.5e9:
+            return name
+    return f"{frequency / 1e9:.1f}GHz"
+
+
+def mjd_to_date(mjd: float) -> str:
+    return (datetime.date(1858, 11, 17) + datetime.timedelta(days=int(mjd))).isoformat()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:200]
+
+
+def _describe(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {n}" for k, n in counts.items() if n) or "nothing"

@@ -1,0 +1,480 @@
+"""Data products for model fitting: visibilities, debiased amplitudes, closure phases and log closure
+amplitudes, each with propagated errors, labels and a pure JAX ``predict(V)``.
+
+Closure sets are minimal and non-redundant **per time stamp**, built from that time's baseline graph,
+so they stay complete when stations are missing (ehtim's ``count='min'`` anchors every closure on one
+reference station and loses closures whenever that station lacks a baseline):
+
+* closure phases: the number of independent closure phases at one time is the dimension of the
+  graph's cycle space, ``E - V + C`` (baselines, stations, connected components). Triangles are taken
+  greedily, highest SNR first, whenever their cycle vector raises the rank of the chosen set; any
+  dimension triangles cannot reach is filled with fundamental loops of a BFS spanning tree (which
+  can be longer than three baselines, hence ``rows``/``signs`` padded to L columns).
+* log closure amplitudes: gain-invariant combinations of log amplitudes are the null space of the
+  unsigned incidence matrix, of dimension ``E - V + B`` (B = bipartite components; N(N-3)/2 for a
+  full N-station array). Quadrangles log|V_ab| + log|V_cd| - log|V_ac| - log|V_bd| are taken
+  greedily, highest SNR first, while they raise the rank. Baselines with |V| <= sigma (debiased
+  amplitude 0) are left out of the graph. (Graphs whose invariants are not all spanned by 4-cycles,
+  e.g. two triangles joined by a single baseline, get fewer than E - V + B; no time stamp of the
+  EHT 2017 M87 files is such a graph.)
+
+Errors are the high-SNR propagation: sigma_phase = sigma/|V| per baseline, summed in quadrature.
+With ``covariance=True`` each closure product also carries the full covariance A diag(sigma_i^2) A^T
+inside each time stamp (closures sharing a baseline are correlated), block diagonal across times.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
+from typing import ClassVar
+
+import jax.numpy as jnp
+import numpy as np
+
+from vlbicore.data import Observation
+from vlbicore.errors import VlbiError
+
+PRODUCT_KINDS = ("vis", "amp", "cphase", "lcamp")
+
+# A candidate closure raises the rank of the chosen set when its residual after projection on the
+# chosen set is longer than this (cycle vectors have integer entries, so real residuals are O(1)).
+_RANK_TOLERANCE = 1e-8
+
+
+def debiased_amplitude(amplitude, sigma):
+    """sqrt(|A|^2 - sigma^2), and 0 where |A| < sigma (the ehtim convention)."""
+    amplitude, sigma = np.abs(amplitude), np.asarray(sigma)
+    return np.sqrt(np.clip(amplitude**2 - sigma**2, 0.0, None))
+
+
+def wrap_phase(phase):
+    """Map angles (radians) to (-pi, pi] (JAX; differentiable)."""
+    return jnp.angle(jnp.exp(1j * phase))
+
+
+def _wrap(phase: np.ndarray) -> np.ndarray:
+    return np.angle(np.exp(1j * np.asarray(phase)))
+
+
+def relative_sigma(obs: Observation) -> np.ndarray:
+    """sigma/|V| per row: the high-SNR error of the phase (rad) and of log|V|; inf where V = 0."""
+    amplitude = np.abs(obs.vis)
+    return np.divide(obs.sigma, amplitude, out=np.full(len(obs), np.inf), where=amplitude > 0)
+
+
+# ----------------------------------------------------------------------------------------------
+# product classes
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Product:
+    """Fields shared by every product: ``rows`` index the observation rows the product is made of."""
+
+    rows: np.ndarray
+    values: np.ndarray
+    sigma: np.ndarray
+    time: np.ndarray
+    labels: np.ndarray
+    uvdist: np.ndarray  # λ; baseline length, or the longest baseline of a closure
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class VisibilityProduct(_Product):
+    """Complex visibilities (Jy); sigma is the standard deviation of each real and imaginary part."""
+
+    kind: ClassVar[str] = "vis"
+    cov: ClassVar[None] = None
+
+    def predict(self, V):
+        return jnp.asarray(V)[self.rows]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class AmplitudeProduct(_Product):
+    """Debiased visibility amplitudes (Jy). Amplitudes below their sigma are kept, debiased to 0: they
+    still say the flux on that baseline is small, and dropping them would bias the set upwards."""
+
+    kind: ClassVar[str] = "amp"
+    cov: ClassVar[None] = None
+
+    def predict(self, V):
+        return jnp.abs(jnp.asarray(V)[self.rows])
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ClosurePhaseProduct(_Product):
+    """Closure phases (rad): values = sum_j signs[k, j] * arg V[rows[k, j]] (padding has sign 0)."""
+
+    signs: np.ndarray
+    cov: np.ndarray | None = None
+    kind: ClassVar[str] = "cphase"
+
+    def predict(self, V):
+        phases = jnp.angle(jnp.asarray(V))[self.rows]
+        return wrap_phase(jnp.sum(self.signs * phases, axis=-1))
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LogClosureAmplitudeProduct(_Product):
+    """Log closure amplitudes log|V_ab| + log|V_cd| - log|V_ac| - log|V_bd|; rows [K, 4] in that order."""
+
+    signs: np.ndarray
+    cov: np.ndarray | None = None
+    kind: ClassVar[str] = "lcamp"
+
+    def predict(self, V):
+        log_amplitudes = jnp.log(jnp.abs(jnp.asarray(V)))[self.rows]
+        return jnp.sum(self.signs * log_amplitudes, axis=-1)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DataProducts(Mapping):
+    """The products built from one observation: a read-only mapping kind -> product, plus ``obs``."""
+
+    obs: Observation
+    products: Mapping[str, _Product]
+
+    def __getitem__(self, kind: str) -> _Product:
+        return self.products[kind]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.products)
+
+    def __len__(self) -> int:
+        return len(self.products)
+
+    @property
+    def n_data(self) -> dict[str, int]:
+        return {kind: product.n for kind, product in self.products.items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# building
+
+
+def build_products(obs: Observation, products: str | Iterable[str] = ("cphase", "lcamp"), *,
+                   covariance: bool = False, snr_cut: float = 0.0,
+                   lcamp_debias: bool = False) -> DataProducts:
+    """Build the requested products from ``obs``; rows with |V|/sigma < ``snr_cut`` are left out of all.
+
+    ``lcamp_debias``: use debiased amplitudes inside the log closure amplitudes (see
+    ``log_closure_amplitudes``; off by default because it biases them low at moderate SNR).
+    """
+    kinds = (products,) if isinstance(products, str) else tuple(products)
+    unknown = [k for k in kinds if k not in PRODUCT_KINDS]
+    if unknown or not kinds:
+        raise VlbiError(f"products: unknown product {unknown or 'list (empty)'}; "
+                        f"choose from {', '.join(PRODUCT_KINDS)}")
+    usable = np.flatnonzero(np.abs(obs.vis) >= snr_cut * obs.sigma)
+    builders = {"vis": _visibilities, "amp": _amplitudes,
+                "cphase": lambda o, r: closure_phases(o, r, covariance=covariance),
+                "lcamp": lambda o, r: log_closure_amplitudes(o, r, covariance=covariance,
+                                                           debias=lcamp_debias)}
+    built = {kind: builders[kind](obs, usable) for kind in dict.fromkeys(kinds)}
+    return DataProducts(obs=obs, products=built)
+
+
+def _visibilities(obs: Observation, rows: np.ndarray) -> VisibilityProduct:
+    return VisibilityProduct(rows=rows, values=obs.vis[rows], sigma=obs.sigma[rows], **_row_meta(obs, rows))
+
+
+def _amplitudes(obs: Observation, rows: np.ndarray) -> AmplitudeProduct:
+    return AmplitudeProduct(rows=rows, values=debiased_amplitude(obs.vis[rows], obs.sigma[rows]),
+                            sigma=obs.sigma[rows], **_row_meta(obs, rows))
+
+
+def _row_meta(obs: Observation, rows: np.ndarray) -> dict:
+    return dict(time=obs.time[rows], labels=obs.baseline_labels[rows], uvdist=obs.uvdist[rows])
+
+
+def closure_phases(obs: Observation, rows: np.ndarray | None = None, *,
+                   covariance: bool = False) -> ClosurePhaseProduct:
+    """Minimal closure-phase set per time stamp from the given rows (default: all rows)."""
+    rows = np.arange(len(obs)) if rows is None else np.asarray(rows)
+    rows = rows[np.abs(obs.vis[rows]) > 0]
+    phase_sigma = relative_sigma(obs)
+    loops = []
+    for time, graph in _graphs_by_time(obs, rows, phase_sigma):
+        loops.extend((time, graph, loop) for loop in _minimal_cycles(graph))
+    return _assemble(obs, loops, ClosurePhaseProduct,
+                     value_fn=lambda r, s: _wrap(np.sum(s * np.angle(obs.vis[r]), axis=-1)),
+                     edge_sigma=phase_sigma, covariance=covariance)
+
+
+def log_closure_amplitudes(obs: Observation, rows: np.ndarray | None = None, *,
+                           covariance: bool = False, debias: bool = False) -> LogClosureAmplitudeProduct:
+    """Minimal log-closure-amplitude set per time stamp; baselines with |V| <= sigma (debiased
+    amplitude 0) are not used.
+
+    ``debias=False`` (default) takes logs of the measured amplitudes: E[log|V|] = log|V0| to better
+    than 1e-3 for SNR >= 3 (Rice noise), whereas log of the debiased amplitude sqrt(|V|^2 - sigma^2)
+    is biased low by about 1/(2 SNR^2) (-0.064 at SNR 3, -0.023 at SNR 5; see docs/data.md).
+    ``debias=True`` uses the debiased amplitudes inside the logs.
+    """
+    rows = np.arange(len(obs)) if rows is None else np.asarray(rows)
+    debiased = debiased_amplitude(obs.vis, obs.sigma)
+    rows = rows[debiased[rows] > 0]
+    amplitude = debiased if debias else np.abs(obs.vis)
+    log_sigma = relative_sigma(obs)
+    quads = []
+    for time, graph in _graphs_by_time(obs, rows, log_sigma):
+        quads.extend((time, graph, quad) for quad in _minimal_quadrangles(graph))
+    log_amplitude = np.log(np.where(amplitude > 0, amplitude, 1.0))
+    return _assemble(obs, quads, LogClosureAmplitudeProduct,
+                     value_fn=lambda r, s: np.sum(s * log_amplitude[r], axis=-1),
+                     edge_sigma=log_sigma, covariance=covariance)
+
+
+# ----------------------------------------------------------------------------------------------
+# graphs and minimal sets
+
+
+@dataclasses.dataclass(frozen=True)
+class _Graph:
+    """The baselines present at one time: stations are obs station indices, edges oriented ant1->ant2."""
+
+    edges: tuple[tuple[int, int], ...]
+    rows: tuple[int, ...]  # obs row of each edge
+    edge_sigma: tuple[float, ...]  # sigma/|V| of each edge (rad, or relative amplitude error)
+
+    @property
+    def stations(self) -> tuple[int, ...]:
+        return tuple(sorted({s for edge in self.edges for s in edge}))
+
+    def edge(self, a: int, b: int) -> tuple[int, float] | None:
+        """(edge index, +1/-1 orientation) of the baseline a->b, or None if it is missing."""
+        return self._lookup.get((a, b))
+
+    @functools.cached_property
+    def _lookup(self) -> dict:
+        table = {}
+        for k, (a, b) in enumerate(self.edges):
+            table[(a, b)], table[(b, a)] = (k, 1.0), (k, -1.0)
+        return table
+
+
+@dataclasses.dataclass(frozen=True)
+class _Closure:
+    """One closure: the stations along it (label), and per baseline its edge index and sign."""
+
+    stations: tuple[int, ...]
+    edges: tuple[int, ...]
+    signs: tuple[float, ...]
+
+    def vector(self, n_edges: int) -> np.ndarray:
+        out = np.zeros(n_edges)
+        np.add.at(out, list(self.edges), self.signs)
+        return out
+
+    def sigma(self, graph: _Graph) -> float:
+        return float(np.sqrt(sum(graph.edge_sigma[e] ** 2 for e in self.edges)))
+
+
+def _graphs_by_time(obs: Observation, rows: np.ndarray, edge_sigma: np.ndarray):
+    """Yield (time, baseline graph) per time stamp; a baseline seen twice keeps its best-SNR row."""
+    for time in np.unique(obs.time[rows]):
+        best: dict[frozenset, int] = {}
+        for row in rows[obs.time[rows] == time]:
+            key = frozenset((obs.ant1[row], obs.ant2[row]))
+            if len(key) == 2 and (key not in best or edge_sigma[row] < edge_sigma[best[key]]):
+                best[key] = row
+        chosen = sorted(best.values())
+        yield float(time), _Graph(edges=tuple((int(obs.ant1[r]), int(obs.ant2[r])) for r in chosen),
+                                  rows=tuple(int(r) for r in chosen),
+                                  edge_sigma=tuple(float(edge_sigma[r]) for r in chosen))
+
+
+def cycle_rank(edges: Iterable[tuple[int, int]]) -> int:
+    """Number of independent closure phases of a baseline graph: E - V + C."""
+    edges = list({frozenset(e) for e in edges})
+    stations = {s for e in edges for s in e}
+    return len(edges) - len(stations) + len(_components(stations, edges))
+
+
+def log_amplitude_rank(edges: Iterable[tuple[int, int]]) -> int:
+    """Number of independent log closure amplitudes of a baseline graph: E - V + (bipartite components)."""
+    edges = list({frozenset(e) for e in edges})
+    stations = {s for e in edges for s in e}
+    n_bipartite = sum(_is_bipartite(c, edges) for c in _components(stations, edges))
+    return len(edges) - len(stations) + n_bipartite
+
+
+def _components(stations, edges) -> list[set]:
+    neighbours = {s: set() for s in stations}
+    for a, b in (tuple(e) for e in edges):
+        neighbours[a].add(b)
+        neighbours[b].add(a)
+    seen, components = set(), []
+    for start in sorted(stations):
+        if start in seen:
+            continue
+        component, stack = set(), [start]
+        while stack:
+            s = stack.pop()
+            if s not in component:
+                component.add(s)
+                stack.extend(neighbours[s] - component)
+        seen |= component
+        components.append(component)
+    return components
+
+
+def _is_bipartite(component: set, edges) -> bool:
+    colour = {}
+    for start in sorted(component):
+        if start in colour:
+            continue
+        colour[start], stack = 0, [start]
+        while stack:
+            s = stack.pop()
+            for e in edges:
+                a, b = tuple(e)
+                if s in (a, b):
+                    other = b if s == a else a
+                    if other not in colour:
+                        colour[other] = 1 - colour[s]
+                        stack.append(other)
+                    elif colour[other] == colour[s]:
+                        return False
+    return True
+
+
+class _RankTracker:
+    """Greedy selection of linearly independent vectors (incremental Gram-Schmidt)."""
+
+    def __init__(self):
+        self.basis: list[np.ndarray] = []
+
+    def add_if_independent(self, vector: np.ndarray) -> bool:
+        residual = vector.astype(float)
+        for q in self.basis:
+            residual = residual - (q @ residual) * q
+        norm = np.linalg.norm(residual)
+        if norm <= _RANK_TOLERANCE:
+            return False
+        self.basis.append(residual / norm)
+        return True
+
+
+def _loop(graph: _Graph, stations: tuple[int, ...]) -> _Closure | None:
+    """The closed loop s0 -> s1 -> ... -> s0, or None if a baseline is missing."""
+    steps = [graph.edge(a, b) for a, b in zip(stations, stations[1:] + stations[:1])]
+    if any(step is None for step in steps):
+        return None
+    return _Closure(stations=stations, edges=tuple(e for e, _ in steps), signs=tuple(s for _, s in steps))
+
+
+def _minimal_cycles(graph: _Graph) -> list[_Closure]:
+    """A basis of the cycle space: best-SNR triangles first, then spanning-tree loops."""
+    target = cycle_rank(graph.edges)
+    triangles = [t for t in (_loop(graph, c) for c in itertools.combinations(graph.stations, 3)) if t]
+    chosen = _greedy(graph, sorted(triangles, key=lambda c: c.sigma(graph)), target)
+    if len(chosen) < target:
+        chosen += _greedy(graph, _fundamental_loops(graph), target - len(chosen), prior=chosen)
+    return chosen
+
+
+def _fundamental_loops(graph: _Graph) -> list[_Closure]:
+    """One loop per non-tree baseline of a BFS spanning forest (rooted at the best-connected station)."""
+    neighbours = {s: [] for s in graph.stations}
+    for a, b in graph.edges:
+        neighbours[a].append(b)
+        neighbours[b].append(a)
+    parent, depth = {}, {}
+    for root in sorted(graph.stations, key=lambda s: (-len(neighbours[s]), s)):
+        if root in parent:
+            continue
+        parent[root], depth[root], queue = None, 0, [root]
+        for s in queue:
+            for t in sorted(neighbours[s]):
+                if t not in parent:
+                    parent[t], depth[t] = s, depth[s] + 1
+                    queue.append(t)
+    loops = []
+    for a, b in graph.edges:
+        if parent.get(b) == a or parent.get(a) == b:
+            continue
+        # tree path from b back to a through their lowest common ancestor: a -> b -> ... -> lca -> ... -> a
+        up_a, up_b = [a], [b]
+        while up_a[-1] != up_b[-1]:
+            deeper = up_a if depth[up_a[-1]] >= depth[up_b[-1]] else up_b
+            deeper.append(parent[deeper[-1]])
+        path = up_b + up_a[-2::-1]  # b ... lca ... a
+        loop = _loop(graph, tuple(path[-1:] + path[:-1]))  # start at a: a, b, ..., lca, ...
+        loops.append(loop)
+    return sorted(loops, key=lambda c: (len(c.edges), c.sigma(graph)))
+
+
+def _minimal_quadrangles(graph: _Graph) -> list[_Closure]:
+    """Best-SNR quadrangles while they raise the rank, up to E - V + B."""
+    target = log_amplitude_rank(graph.edges)
+    candidates = []
+    for a, *others in itertools.combinations(graph.stations, 4):
+        # a closure amplitude divides one pairing of the four stations by another; a's partner is b
+        # in the numerator and c in the denominator (swapping the two pairings only flips the sign)
+        for b, c in itertools.combinations(others, 2):
+            d = next(s for s in others if s not in (b, c))
+            quad = _quadrangle(graph, a, b, c, d)
+            if quad:
+                candidates.append(quad)
+    return _greedy(graph, sorted(candidates, key=lambda c: c.sigma(graph)), target)
+
+
+def _quadrangle(graph: _Graph, a: int, b: int, c: int, d: int) -> _Closure | None:
+    """|V_ab||V_cd| / |V_ac||V_bd|, or None if a baseline is missing."""
+    steps = [graph.edge(a, b), graph.edge(c, d), graph.edge(a, c), graph.edge(b, d)]
+    if any(step is None for step in steps):
+        return None
+    return _Closure(stations=(a, b, c, d), edges=tuple(e for e, _ in steps), signs=(1.0, 1.0, -1.0, -1.0))
+
+
+def _greedy(graph: _Graph, candidates: list[_Closure], limit: int, prior=()) -> list[_Closure]:
+    tracker = _RankTracker()
+    for closure in prior:
+        tracker.add_if_independent(closure.vector(len(graph.edges)))
+    chosen = []
+    for closure in candidates:
+        if len(chosen) >= limit:
+            break
+        if tracker.add_if_independent(closure.vector(len(graph.edges))):
+            chosen.append(closure)
+    return chosen
+
+
+# ----------------------------------------------------------------------------------------------
+# assembling arrays
+
+
+def _assemble(obs: Observation, closures, cls, *, value_fn, edge_sigma, covariance: bool):
+    """Pad the closures of all times into [K, L] arrays and compute values, sigmas and covariance."""
+    width = max((len(c.edges) for _, _, c in closures), default=3 if cls is ClosurePhaseProduct else 4)
+    K = len(closures)
+    rows, signs = np.zeros((K, width), np.int64), np.zeros((K, width))
+    for k, (_, graph, closure) in enumerate(closures):
+        n = len(closure.edges)
+        rows[k, :n] = [graph.rows[e] for e in closure.edges]
+        signs[k, :n] = closure.signs
+    names = np.asarray(obs.stations)
+    labels = np.array(["-".join(names[list(c.stations)]) for _, _, c in closures], dtype=str)
+    weights = np.where(signs != 0, edge_sigma[rows], 0.0) ** 2
+    uv = np.where(signs != 0, obs.uvdist[rows], 0.0)
+    return cls(rows=rows, signs=signs, values=np.asarray(value_fn(rows, signs), float),
+               sigma=np.sqrt(weights.sum(axis=1)), time=np.array([t for t, _, _ in closures], float),
+               labels=labels, uvdist=uv.max(axis=1) if K else np.zeros(0),
+               cov=_covariance(rows, signs, edge_sigma) if covariance else None)
+
+
+def _covariance(rows, signs, edge_sigma) -> np.ndarray:
+    """C = A diag(sigma_row^2) A^T with A [K, used rows] the signed design matrix (block diagonal in
+    time, because closures of different times share no rows)."""
+    used, column = np.unique(rows[signs != 0], return_inverse=True)
+    design = np.zeros((len(rows), len(used)))
+    closure = np.broadcast_to(np.arange(len(rows))[:, None], rows.shape)[signs != 0]
+    np.add.at(design, (closure, column), signs[signs != 0])
+    return (design * edge_sigma[used] ** 2) @ design.T
