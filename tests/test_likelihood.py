@@ -1,0 +1,203 @@
+"""Likelihoods against hand-computed densities (scipy.stats) and against ehtim's own chi-squared functions."""
+import json
+import pathlib
+import subprocess
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from conftest import m87_file
+from vlbicore.data import load_uvfits
+from vlbicore.errors import VlbiError
+from vlbicore.likelihood import make_log_likelihood, reduced_chi_squared, with_systematic
+from vlbicore.models import build_model
+from vlbicore.products import build_products
+
+import ehtim_reference_env
+
+
+@pytest.fixture(scope="module")
+def obs():
+    return load_uvfits(m87_file(101, "lo"))
+
+
+@pytest.fixture(scope="module")
+def products(obs):
+    return build_products(obs, ("vis", "amp", "cphase", "lcamp"))
+
+
+MRING = {"type": "thick_mring", "order": 1}
+MRING_P = {"F0": 0.6, "d": 42.0, "alpha": 12.0, "beta1_re": -0.2, "beta1_im": 0.1, "x0": 1.0, "y0": -2.0}
+
+
+def _model_values(products, model, p):
+    V = model.visibility({k: jnp.asarray(x) for k, x in p.items()}, jnp.asarray(products.obs.u), jnp.asarray(products.obs.v))
+    return {kind: np.asarray(prod.predict(V)) for kind, prod in products.items()}, np.asarray(V)
+
+
+def test_pointwise_densities_match_scipy(products):
+    model = build_model(MRING)
+    _, pointwise = make_log_likelihood(products, model)
+    ll = {k: np.asarray(x) for k, x in pointwise({k: jnp.asarray(x) for k, x in MRING_P.items()}).items()}
+    pred, _ = _model_values(products, model, MRING_P)
+    cp, lc, amp, vis = products["cphase"], products["lcamp"], products["amp"], products["vis"]
+    np.testing.assert_allclose(ll["cphase"], stats.vonmises.logpdf(cp.values, 1 / cp.sigma**2, loc=pred["cphase"]), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(ll["lcamp"], stats.norm.logpdf(lc.values, pred["lcamp"], lc.sigma), rtol=1e-10)
+    np.testing.assert_allclose(ll["amp"], stats.norm.logpdf(amp.values, pred["amp"], amp.sigma), rtol=1e-10)
+    expected_vis = stats.norm.logpdf(vis.values.real, pred["vis"].real, vis.sigma) + stats.norm.logpdf(
+        vis.values.imag, pred["vis"].imag, vis.sigma)
+    np.testing.assert_allclose(ll["vis"], expected_vis, rtol=1e-10)
+    assert {k: v.shape[0] for k, v in ll.items()} == products.n_data
+
+
+def test_rice_amplitude_likelihood_matches_scipy(obs, products):
+    model = build_model(MRING)
+    amp_only = build_products(obs, ("amp",))
+    _, pointwise = make_log_likelihood(amp_only, model, amp_likelihood="rice")
+    ll = np.asarray(pointwise({k: jnp.asarray(x) for k, x in MRING_P.items()})["amp"])
+    pred, _ = _model_values(amp_only, model, MRING_P)
+    raw, sigma = np.abs(obs.vis)[amp_only["amp"].rows], amp_only["amp"].sigma
+    expected = stats.rice.logpdf(raw / sigma, pred["amp"] / sigma) - np.log(sigma)
+    finite = np.isfinite(expected)  # scipy underflows to -inf far in the tail, where ours stays finite
+    assert finite.mean() > 0.75 and np.all(np.isfinite(ll))
+    np.testing.assert_allclose(ll[finite], expected[finite], rtol=1e-8)
+
+
+def test_von_mises_is_continuous_across_plus_minus_180_degrees():
+    """A closure phase observed at +179.9° and a model at -179.9° are 0.2° apart, not 359.8°."""
+    from vlbicore.likelihood import _cphase_term
+
+    class OneClosure:
+        values = np.array([np.deg2rad(179.9)])
+        sigma = np.array([np.deg2rad(5.0)])
+        cov = None
+
+        def predict(self, V):
+            return jnp.angle(V)
+
+    term = _cphase_term(OneClosure())
+    near = float(term(jnp.exp(1j * jnp.deg2rad(-179.9)))[0])
+    same = float(term(jnp.exp(1j * jnp.deg2rad(179.9)))[0])
+    assert same - near == pytest.approx(0.5 * (0.2 / 5.0) ** 2, rel=1e-3)
+
+
+def test_covariance_whitening_reduces_to_diagonal_when_uncorrelated(obs):
+    model = build_model(MRING)
+    diag = build_products(obs, ("cphase", "lcamp"))
+    full = build_products(obs, ("cphase", "lcamp"), covariance=True)
+    p = {k: jnp.asarray(x) for k, x in MRING_P.items()}
+    ll_diag = make_log_likelihood(diag, model)[0](p)
+    ll_full = make_log_likelihood(full, model)[0](p)
+    assert np.isfinite(float(ll_full))
+    # correlated closures carry less independent information: the two differ, but not wildly
+    assert float(ll_full) != pytest.approx(float(ll_diag), rel=1e-6)
+    # with the covariance reduced to its diagonal, whitening equals the plain Gaussian
+    from vlbicore.likelihood import _lcamp_term
+
+    lc = full["lcamp"]
+
+    class Diagonal:
+        values, sigma, cov = lc.values, lc.sigma, np.diag(np.diag(lc.cov))
+        predict = lc.predict
+
+    V = model.visibility(p, jnp.asarray(obs.u), jnp.asarray(obs.v))
+    np.testing.assert_allclose(_lcamp_term(Diagonal())(V), stats.norm.logpdf(lc.values, np.asarray(lc.predict(V)), np.sqrt(np.diag(lc.cov))), rtol=1e-8)
+
+
+def test_gradients_are_finite(products):
+    model = build_model(MRING)
+    loglike, _ = make_log_likelihood(products, model)
+    grads = jax.grad(loglike)({k: jnp.asarray(x) for k, x in MRING_P.items()})
+    assert all(np.isfinite(float(g)) for g in grads.values())
+
+
+def test_systematic_error_adds_in_quadrature(obs):
+    inflated = with_systematic(obs, 0.1)
+    np.testing.assert_allclose(inflated.sigma**2, obs.sigma**2 + (0.1 * np.abs(obs.vis)) ** 2)
+    assert with_systematic(obs, 0.0) is obs
+    with pytest.raises(VlbiError, match="systematic"):
+        with_systematic(obs, -0.1)
+
+
+_EHTIM_CHISQ = r'''
+import contextlib, io, json, sys, warnings
+warnings.simplefilter("ignore")
+with contextlib.redirect_stdout(io.StringIO()):
+    import numpy as np
+    import ehtim as eh
+    import ehtim.modeling.modeling_utils as mu
+UAS = np.pi / 180 / 3600 / 1e6
+job = json.load(open(sys.argv[1]))
+p = job["params"]
+with contextlib.redirect_stdout(io.StringIO()):
+    model = eh.model.Model().add_thick_mring(F0=p["F0"], d=p["d"] * UAS, alpha=p["alpha"] * UAS,
+        beta_list=[complex(p["beta1_re"], p["beta1_im"])], x0=p["x0"] * UAS, y0=p["y0"] * UAS)
+uv = lambda k: [np.asarray(a) for a in job[k]]
+out = {
+    "cphase": mu.chisq_cphase(model, uv("cphase_uv"), np.asarray(job["cphase"]), np.asarray(job["cphase_sigma"])),
+    "logcamp": mu.chisq_logcamp(model, uv("lcamp_uv"), np.asarray(job["lcamp"]), np.asarray(job["lcamp_sigma"])),
+    "amp": mu.chisq_amp(model, np.asarray(job["amp_uv"]), np.asarray(job["amp"]), np.asarray(job["amp_sigma"])),
+}
+json.dump(out, open(sys.argv[2], "w"))
+'''
+
+
+def _baseline_uv(obs, rows, signs):
+    """(u, v) per closure leg, flipped where the loop runs the baseline backwards (V(-u,-v) = conj V)."""
+    return [np.stack([signs[:, j] * obs.u[rows[:, j]], signs[:, j] * obs.v[rows[:, j]]], axis=1).tolist()
+            for j in range(rows.shape[1])]
+
+
+def test_reduced_chi2_equals_ehtims_chisq_functions(obs):
+    """ehtim's modeling_utils chi-squared (its model code, numpy < 2 side environment) on our data sets."""
+    try:
+        python = ehtim_reference_env.ensure_venv()
+    except ehtim_reference_env.EhtimEnvUnavailable as exc:
+        pytest.skip(f"ehtim reference environment unavailable: {exc}")
+    products = build_products(obs, ("amp", "cphase", "lcamp"))
+    cp, lc, amp = products["cphase"], products["lcamp"], products["amp"]
+    triangles = np.sum(cp.signs != 0, axis=1) == 3
+    assert triangles.mean() > 0.9
+    cp_rows, cp_signs = cp.rows[triangles][:, :3], cp.signs[triangles][:, :3]
+    lc_uv = [np.stack([obs.u[lc.rows[:, j]], obs.v[lc.rows[:, j]]], axis=1).tolist() for j in range(4)]
+    assert np.array_equal(lc.signs[0], [1, 1, -1, -1])
+    job = {
+        "params": MRING_P,
+        "cphase_uv": _baseline_uv(obs, cp_rows, cp_signs),
+        "cphase": np.rad2deg(cp.values[triangles]).tolist(),
+        "cphase_sigma": np.rad2deg(cp.sigma[triangles]).tolist(),
+        "lcamp_uv": lc_uv, "lcamp": lc.values.tolist(), "lcamp_sigma": lc.sigma.tolist(),
+        "amp_uv": np.stack([obs.u[amp.rows], obs.v[amp.rows]], axis=1).tolist(),
+        "amp": amp.values.tolist(), "amp_sigma": amp.sigma.tolist(),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        (tmp / "run.py").write_text(_EHTIM_CHISQ)
+        (tmp / "job.json").write_text(json.dumps(job))
+        subprocess.run([str(python), str(tmp / "run.py"), str(tmp / "job.json"), str(tmp / "out.json")], check=True,
+                       capture_output=True, timeout=300)
+        ehtim_chi2 = json.loads((tmp / "out.json").read_text())
+
+    model = build_model(MRING)
+    ours = reduced_chi_squared(products, model, MRING_P)
+    assert ours["lcamp"][0] == pytest.approx(ehtim_chi2["logcamp"], rel=1e-6)
+    assert ours["amp"][0] == pytest.approx(ehtim_chi2["amp"], rel=1e-6)
+    # closure phases: ehtim's function on the triangles; ours on the same triangles
+    from vlbicore.likelihood import chi_squared
+
+    tri = build_products(obs, ("cphase",))
+    chi2_tri = chi_squared(_only_rows(tri, triangles), model, MRING_P)["cphase"]
+    assert chi2_tri[0] / chi2_tri[1] == pytest.approx(ehtim_chi2["cphase"], rel=1e-6)
+
+
+def _only_rows(products, keep):
+    import dataclasses
+
+    cp = products["cphase"]
+    sub = dataclasses.replace(cp, rows=cp.rows[keep], signs=cp.signs[keep], values=cp.values[keep], sigma=cp.sigma[keep],
+                              time=cp.time[keep], labels=cp.labels[keep], uvdist=cp.uvdist[keep])
+    return dataclasses.replace(products, products={"cphase": sub})
