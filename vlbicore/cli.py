@@ -28,6 +28,19 @@ def _set_host_devices(n: int | None):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={n}").strip()
 
 
+def _enable_compilation_cache():
+    """Persist XLA compilations across processes (a rerun of the same fit skips compiling).
+
+    Off with VLBICORE_JAX_CACHE=off; the location is VLBICORE_JAX_CACHE or ~/.cache/vlbicore/jax."""
+    location = os.environ.get("VLBICORE_JAX_CACHE", str(pathlib.Path.home() / ".cache" / "vlbicore" / "jax"))
+    if location.lower() in ("off", "0", "no", ""):
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", location)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
 def _load_mapping(text_or_path: str, what: str) -> dict:
     import yaml
 
@@ -112,10 +125,10 @@ def cmd_fit(args):
     sampler_values = dict(settings["sampler"])
     sampler_values.setdefault("progress", sys.stderr.isatty() and not args.quiet)
     _set_host_devices(args.host_devices or min(int(sampler_values.get("chains", 4)), os.cpu_count() or 1))
-    if sampler_values.get("dtype", "float64") == "float64":
-        import jax
+    import jax
 
-        jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_enable_x64", sampler_values.get("dtype", "float64") == "float64")
+    _enable_compilation_cache()
 
     from .fitting import run_fit
 
