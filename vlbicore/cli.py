@@ -41,20 +41,24 @@ def _enable_compilation_cache():
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def _load_mapping(text_or_path: str, what: str) -> dict:
+def _parse_mapping(text: str, what: str) -> dict:
     import yaml
 
-    path = pathlib.Path(text_or_path)
     try:
-        if path.suffix in (".yaml", ".yml", ".json") and path.exists():
-            value = yaml.safe_load(path.read_text())
-        else:
-            value = yaml.safe_load(text_or_path)
+        value = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise VlbiError(f"{what}: not valid YAML/JSON ({str(exc).splitlines()[0]}); fix the syntax")
+        raise VlbiError(f"{what}: not valid YAML/JSON ({str(exc).splitlines()[0]}); fix the syntax") from None
     if not isinstance(value, dict):
         raise VlbiError(f"{what}: expected a mapping of settings, got {type(value).__name__}")
     return value
+
+
+def _read_mapping_file(path: str, what: str) -> dict:
+    try:
+        text = pathlib.Path(path).read_text()
+    except OSError as exc:
+        raise VlbiError(f"{what}: cannot read {path} ({exc.strerror}); give an existing YAML/JSON file") from None
+    return _parse_mapping(text, f"{what} {path}")
 
 
 def _products_arg(text: str) -> list[str]:
@@ -69,23 +73,24 @@ def resolve_fit_settings(args) -> dict:
     """Merge --config FILE, --fit-json and explicit flags (flags win) into one fit configuration."""
     settings: dict = {"model": None, "products": ["cphase", "lcamp"], "sampler": {}, "priors": {}, "fixed": {},
                       "systematic": 0.0, "amp_likelihood": "gauss", "covariance": False}
-    for source, what in ((args.config, "--config"), (args.fit_json, "--fit-json")):
-        if source:
-            extra = _load_mapping(source, what)
-            unknown = sorted(set(extra) - set(settings))
-            if unknown:
-                raise VlbiError(f"{what}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(settings))}")
-            for key, value in extra.items():
-                if isinstance(settings.get(key), dict) and isinstance(value, dict):
-                    settings[key] = {**settings[key], **value}
-                else:
-                    settings[key] = value
+    sources = []
+    if args.config:
+        sources.append((_read_mapping_file(args.config, "--config"), "--config"))
+    if args.fit_json:
+        sources.append((_parse_mapping(args.fit_json, "--fit-json"), "--fit-json"))
+    for extra, what in sources:
+        unknown = sorted(set(extra) - set(settings))
+        if unknown:
+            raise VlbiError(f"{what}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(settings))}")
+        for key, value in extra.items():
+            if isinstance(settings.get(key), dict) and isinstance(value, dict):
+                settings[key] = {**settings[key], **value}
+            else:
+                settings[key] = value
     if args.model:
         path = pathlib.Path(args.model)
         if path.suffix in (".yaml", ".yml", ".json"):
-            if not path.exists():
-                raise VlbiError(f"--model: file {path} not found; give a model type name or an existing YAML file")
-            settings["model"] = _load_mapping(str(path), f"--model {path}")
+            settings["model"] = _read_mapping_file(str(path), "--model")
         else:
             settings["model"] = {"type": args.model}
     if args.order is not None:

@@ -1,0 +1,143 @@
+"""`vlbicore fit` end to end: stores, errors, recovery of known parameters, and the M87* science check.
+
+Fits here are small (2 chains, a few hundred draws) so the suite stays within CI's time; the full-size
+fits live in bench/.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from conftest import m87_file
+from vlbicore.fitting import run_fit
+from vlbicore.models import build_model
+from vlbicore.simulate import simulate_observation
+
+SMALL = {"chains": 2, "warmup": 250, "samples": 250, "starts": 24}
+CLI_ENV = {**os.environ, "VLBICORE_JAX_CACHE": "off"}
+
+
+def vlbicore_cli(*args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "vlbicore", *map(str, args)], capture_output=True, text=True,
+                          env=CLI_ENV, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"vlbicore {' '.join(map(str, args))} failed:\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def m87_store(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fit") / "101-lo_thick_mring1.zarr"
+    vlbicore_cli("fit", m87_file(101, "lo"), "--model", "thick_mring", "--order", 1, "--products", "cphase,lcamp",
+                 "--chains", 2, "--warmup", 250, "--samples", 250, "--starts", 24, "--epoch", "101-lo", "--out", out,
+                 "--quiet")
+    return out
+
+
+def test_store_is_arviz_shaped_with_provenance_and_fit_quality(m87_store):
+    tree = xr.open_datatree(m87_store, engine="zarr")
+    assert {"posterior", "sample_stats", "log_likelihood", "observed_data", "posterior_predictive",
+            "diagnostics"} <= set(tree.children)
+    post = tree["posterior"].ds
+    assert post["d"].dims == ("chain", "draw") and post["d"].shape == (2, 250)
+    assert {"d", "alpha", "beta1_re", "beta1_im", "beta1_abs"} <= set(post.data_vars)
+    assert "F0" not in post  # closure-only: total flux is pinned, not sampled
+    assert tree["log_likelihood"].ds["cphase"].shape[:2] == (2, 250)
+    attrs = tree.attrs
+    assert attrs["epoch"] == "101-lo" and attrs["band"] == "lo" and attrs["date"] == "2017-04-11"
+    assert len(attrs["data_sha256"]) == 64
+    assert json.loads(attrs["model_spec"])["fixed"] == {"F0": 1.0, "x0": 0.0, "y0": 0.0}
+    assert {"optimise", "warmup", "sampling", "total"} <= set(json.loads(attrs["timings"]))
+    chi2 = tree["diagnostics"].ds["reduced_chi2"]
+    assert set(chi2["product"].values) == {"cphase", "lcamp"}
+    assert np.all((chi2.values > 0.3) & (chi2.values < 10))
+    assert 39 < float(post["d"].median()) < 45
+
+
+def test_summary_reports_convergence_modes_and_goodness_of_fit(m87_store):
+    text = vlbicore_cli("summary", m87_store).stdout
+    assert "converged:" in text and "reduced chi2" in text and "modes found" in text
+    assert "d " in text and "rhat" in text
+
+
+def test_existing_store_is_refused_unless_overwrite(m87_store):
+    proc = vlbicore_cli("fit", m87_file(101, "lo"), "--model", "ring", "--out", m87_store, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "already exists" in proc.stderr and "--overwrite" in proc.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "donut"], "donut"),
+    (["--model", "mring", "--products", "cphase,closure"], "closure"),
+    (["--model", "mring", "--config", "/nonexistent/fit.yaml"], "fit.yaml"),
+    (["--model", "mring", "--fit-json", '{"priors": {"diameter": [1, 2]}}'], "diameter"),
+    (["--model", "mring", "--fit-json", '{"sampler": {"target_accept": 2}}'], "target_accept"),
+])
+def test_bad_input_is_one_clear_line(tmp_path, args, message):
+    proc = vlbicore_cli("fit", m87_file(100, "lo"), "--out", tmp_path / "x.zarr", *args, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("vlbicore: error:") and proc.stderr.strip().count("\n") == 0
+    assert message in proc.stderr
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def test_unreadable_data_file_names_itself(tmp_path):
+    bad = tmp_path / "broken.uvfits"
+    bad.write_bytes(m87_file(100, "lo").read_bytes()[:20000])
+    proc = vlbicore_cli("fit", bad, "--model", "ring", "--out", tmp_path / "x.zarr", check=False)
+    assert proc.returncode == 2 and "broken.uvfits" in proc.stderr and proc.stderr.strip().count("\n") == 0
+
+
+TRUTH = {"d": 44.0, "alpha": 10.0, "beta1_re": -0.15, "beta1_im": 0.2}
+
+
+def _simulated_fit(tmp_path, seed):
+    model = build_model({"type": "thick_mring", "order": 1})
+    truth = {**TRUTH, "F0": 0.8, "x0": 0.0, "y0": 0.0}
+    import jax.numpy as jnp
+
+    path = tmp_path / f"sim{seed}.uvfits"
+    simulate_observation(lambda u, v: model.visibility({k: jnp.asarray(x) for k, x in truth.items()}, u, v),
+                         like=m87_file(101, "lo"), seed=seed, out=path)
+    settings = {"model": {"type": "thick_mring", "order": 1}, "products": ["cphase", "lcamp"]}
+    store = run_fit(path, settings, tmp_path / f"sim{seed}.zarr", sampler_values={**SMALL, "seed": seed})
+    return xr.open_datatree(store, engine="zarr")
+
+
+@pytest.mark.slow
+def test_simulated_parameters_are_recovered_with_calibrated_intervals(tmp_path):
+    """Truth inside the 95 % interval for every parameter on each seed; coverage over the small batch."""
+    inside = []
+    for seed in range(3):
+        tree = _simulated_fit(tmp_path, seed)
+        assert tree.attrs["converged"], tree.attrs["convergence"]
+        post = tree["posterior"].ds
+        for name, value in TRUTH.items():
+            lo, hi = np.quantile(post[name].values, [0.025, 0.975])
+            inside.append(lo <= value <= hi)
+        # a correct model on its own simulated data fits to the noise
+        assert np.all(tree["diagnostics"].ds["reduced_chi2"].values < 1.6)
+    assert np.mean(inside) >= 0.8, inside
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("day", [95, 96, 100, 101])
+@pytest.mark.parametrize("band", ["lo", "hi"])
+def test_m87_ring_diameter_matches_published_42_pm_3_uas(tmp_path, day, band):
+    """EHT 2019 Paper VI: 42 ± 3 µas. Closure phases + log closure amplitudes (immune to station gains),
+    thick m-ring m = 1; the seed differs per file, and every chain must sit in the one global mode."""
+    settings = {"model": {"type": "thick_mring", "order": 1}, "products": ["cphase", "lcamp"]}
+    seed = day * 10 + (band == "hi")
+    store = run_fit(m87_file(day, band), settings, tmp_path / "fit.zarr", sampler_values={**SMALL, "seed": seed})
+    tree = xr.open_datatree(store, engine="zarr")
+    d = tree["posterior"].ds["d"].values
+    assert 39.0 <= np.median(d) <= 45.0
+    chain_medians = np.median(d, axis=1)
+    assert np.ptp(chain_medians) < 1.5, chain_medians  # all chains in one mode
+    modes = json.loads(json.dumps(tree["diagnostics"].ds["mode_lp"].values.tolist()))
+    assert modes[0] == max(modes)
+    assert "chains disagree" not in tree.attrs["convergence"]
