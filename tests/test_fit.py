@@ -17,7 +17,7 @@ from vlbicore.fitting import run_fit
 from vlbicore.models import build_model
 from vlbicore.simulate import simulate_observation
 
-SMALL = {"chains": 2, "warmup": 250, "samples": 250, "starts": 24}
+SMALL = {"chains": 4, "warmup": 300, "samples": 500, "starts": 24}
 CLI_ENV = {**os.environ, "VLBICORE_JAX_CACHE": "off"}
 
 

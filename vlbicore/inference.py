@@ -373,6 +373,18 @@ def _assign_chains_to_modes(chain_means: np.ndarray, modes: list[dict], box: Box
     return counts
 
 
+def prior_edge_warnings(box: Box, best: np.ndarray, margin: float = 0.005) -> list[str]:
+    """Parameters whose best value sits on the edge of its prior box: the prior may exclude what the data
+    prefer (m-ring coefficients on the edge are a warning too: the asymmetry saturates)."""
+    width = box.high - box.low
+    out = []
+    for name, x, lo, hi, w in zip(box.names, best, box.low, box.high, width):
+        if x - lo < margin * w or hi - x < margin * w:
+            out.append(f"{name}: best fit {x:.4g} at the edge of its prior [{lo:.4g}, {hi:.4g}]; "
+                       "the prior may exclude what the data prefer; widen it")
+    return out
+
+
 def fit(products, model, settings: SamplerSettings, *, amp_likelihood: str = "gauss") -> FitResult:
     """Fit ``model`` to ``products`` (a :class:`vlbicore.products.DataProducts`)."""
     timings: dict[str, float] = {}
@@ -435,6 +447,7 @@ def fit(products, model, settings: SamplerSettings, *, amp_likelihood: str = "ga
     }
     diag = parameter_diagnostics({k: posterior[k] for k in box.names})
     verdict = convergence_verdict(diag, sample_stats["diverging"], sample_stats["lp"])
+    verdict["warnings"] = prior_edge_warnings(box, modes[0]["_x"])
     verdict["warmup_divergences"] = warm_stats["warmup_divergences"]
     verdict["max_treedepth_fraction"] = float(np.mean(sample_stats["reached_max_treedepth"]))
     chain_means = np.stack([posterior[k].mean(axis=1) for k in box.names], axis=1)
