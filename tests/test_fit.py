@@ -144,3 +144,12 @@ def test_m87_ring_diameter_matches_published_42_pm_3_uas(tmp_path, day, band):
     modes = json.loads(json.dumps(tree["diagnostics"].ds["mode_lp"].values.tolist()))
     assert modes[0] == max(modes)
     assert "chains disagree" not in tree.attrs["convergence"]
+
+
+def test_prior_that_excludes_the_data_is_flagged(tmp_path):
+    """A diameter prior of 20-30 µas cannot hold M87*'s 42 µas ring: the fit says so, loudly."""
+    out = tmp_path / "narrow.zarr"
+    vlbicore_cli("fit", m87_file(100, "lo"), "--model", "mring", "--order", 1, "--chains", 2, "--warmup", 100,
+                 "--samples", 100, "--starts", 8, "--fit-json", '{"priors": {"d": [20, 30]}}', "--out", out, "--quiet")
+    text = vlbicore_cli("summary", out).stdout
+    assert "warning:   d: best fit" in text and "edge of its prior [20, 30]" in text

@@ -156,7 +156,7 @@ def cmd_gather(args):
     from .gather import gather_stores
 
     result = gather_stores(args.stores, args.out, scheduler=args.scheduler)
-    print(f"gathered {len(args.stores)} store(s) -> {args.out}")
+    print(f"gathered {len(result.fits)} of {len(args.stores)} store(s) -> {args.out}")
     problems = getattr(result, "problems", None)
     if problems:
         print(f"{len(problems)} problem(s) reported in {args.out}/problems.csv", file=sys.stderr)

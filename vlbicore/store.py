@@ -430,6 +430,7 @@ def fit_level_summary(tree: xr.DataTree) -> dict[str, Any]:
         "n_samples": n_samples,
         "converged": bool(tree.attrs.get("converged", False)),
         "reasons": list(convergence.get("reasons", [])),
+        "warnings": list(convergence.get("warnings", [])),
         "reduced_chi2": chi2,
         "n_data": n_data,
         "modes": modes,
@@ -497,6 +498,7 @@ def format_summary(path) -> str:
         + ("" if a["converged"] or not a["reasons"] else " - " + "; ".join(a["reasons"])),
         f"divergences: {a['divergences']} of {a['n_samples']} draws",
     ]
+    lines.extend(f"warning:   {w}" for w in a.get("warnings", []))
     if a["reduced_chi2"]:
         chi2 = ", ".join(f"{k} {v:.3f} (n={a['n_data'].get(k, 0)})" for k, v in a["reduced_chi2"].items())
         lines.append(f"reduced chi2: {chi2}")
