@@ -153,3 +153,32 @@ def test_prior_that_excludes_the_data_is_flagged(tmp_path):
                  "--samples", 100, "--starts", 8, "--fit-json", '{"priors": {"d": [20, 30]}}', "--out", out, "--quiet")
     text = vlbicore_cli("summary", out).stdout
     assert "warning:   d: best fit" in text and "edge of its prior [20, 30]" in text
+
+
+def test_gather_of_real_fit_stores_matches_each_store_opened_alone(m87_store, tmp_path):
+    from vlbicore.gather import gather_stores
+    from vlbicore.store import summary_table
+
+    other = tmp_path / "100-lo_mring1.zarr"
+    vlbicore_cli("fit", m87_file(100, "lo"), "--model", "mring", "--order", 1, "--chains", 2, "--warmup", 100,
+                 "--samples", 100, "--starts", 8, "--epoch", "100-lo", "--out", other, "--quiet")
+    result = gather_stores([m87_store, other], tmp_path / "gather")
+    assert len(result.fits) == 2
+    for store in (m87_store, other):
+        alone = summary_table(store)
+        epoch = alone.attrs["epoch"]
+        rows = result.summary[(result.summary["epoch"] == epoch)].set_index("parameter")
+        for name in ("d", "beta1_re"):
+            assert rows.loc[name, "mean"] == pytest.approx(alone.loc[name, "mean"], rel=1e-10)
+            assert rows.loc[name, "sd"] == pytest.approx(alone.loc[name, "sd"], rel=1e-10)
+    assert (tmp_path / "gather" / "summary.csv").exists() and (tmp_path / "gather" / "gathered.zarr").exists()
+
+
+def test_composite_model_from_yaml(tmp_path):
+    spec = tmp_path / "ring_jet.yaml"
+    spec.write_text("components:\n  ring: {type: mring, order: 1}\n  jet: {type: gauss}\n")
+    out = tmp_path / "composite.zarr"
+    vlbicore_cli("fit", m87_file(100, "lo"), "--model", spec, "--products", "amp,cphase", "--chains", 2,
+                 "--warmup", 50, "--samples", 50, "--starts", 8, "--out", out, "--quiet")
+    post = xr.open_datatree(out, engine="zarr")["posterior"].ds
+    assert {"ring.d", "ring.beta1_re", "jet.FWHM_maj", "jet.F0"} <= set(post.data_vars)
