@@ -1,0 +1,180 @@
+"""Campaign configuration for the workflow: load, validate, and turn into per-job settings.
+
+Everything the rules need from the config is computed here in Python (small pure functions), so the
+rules' shell commands only pass values through: no science or logic lives in shell strings.
+"""
+import importlib.metadata
+import json
+import pathlib
+import sys
+
+import jsonschema
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+SCHEMA_PATH = pathlib.Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+
+# The demo campaign, unless the user gave their own with --configfile (a campaign is one file: it is
+# not merged with the demo, whose epochs and models would otherwise leak into it).
+if not workflow.overwrite_configfiles:
+    configfile: "config/config.yaml"
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    """'models.mring1.priors' style path of the config key an error is about ('config' for the top)."""
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    return path.lstrip(".") or "config"
+
+
+def config_problems(campaign: dict, schema: dict) -> list:
+    """One line per schema violation, each naming the path of the bad key (empty list: valid)."""
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(campaign), key=lambda e: [str(p) for p in e.absolute_path])
+    return [f"{_key_path(e)}: {e.message}" for e in errors]
+
+
+# Checked before any job runs. Our own pass first gives one line per problem with the key's path;
+# Snakemake's validate() then also fills in the schema's defaults (e.g. `results`).
+_problems = config_problems(config, yaml.safe_load(SCHEMA_PATH.read_text()))
+if _problems:
+    _files = ", ".join(map(str, workflow.configfiles)) or "the config"
+    raise WorkflowError(
+        f"{_files} does not match {SCHEMA_PATH.relative_to(workflow.basedir)} (see docs/workflow.md):\n  "
+        + "\n  ".join(_problems)
+    )
+validate(config, str(SCHEMA_PATH))
+
+
+def _unique_epochs(epochs: list) -> dict:
+    """Epochs by id, refusing duplicates (JSON schema cannot say 'unique by id')."""
+    by_id = {}
+    for index, epoch in enumerate(epochs):
+        if epoch["id"] in by_id:
+            raise WorkflowError(
+                f"config: epochs[{index}].id: {epoch['id']!r} is used twice; give every epoch its own id"
+            )
+        by_id[epoch["id"]] = epoch
+    return by_id
+
+
+def _vlbicore_version() -> str:
+    """Installed vlbicore version: part of every job's params, so an upgrade reruns the campaign."""
+    try:
+        return importlib.metadata.version("vlbicore")
+    except importlib.metadata.PackageNotFoundError:
+        raise WorkflowError(
+            f"vlbicore is not installed for {sys.executable} (the Python running Snakemake); "
+            "install it there (pip install -e .) so the rules can run `python -m vlbicore`"
+        )
+
+
+# The Python that runs Snakemake also runs every rule (`python -m vlbicore ...`): no activated venv is
+# needed, locally or on a cluster node that inherits the environment.
+PYTHON = sys.executable
+VLBICORE_VERSION = _vlbicore_version()
+RESULTS = config["results"].rstrip("/")
+EPOCHS = _unique_epochs(config["epochs"])
+MODELS = config["models"]
+
+# What a job of each rule may use, unless config `resources.<rule>` says otherwise. `gpu`/`gpu_model`,
+# `cpus_per_task`, `mem_mb`, `runtime` (minutes) and `slurm_partition` are the names the SLURM executor
+# plugin turns into sbatch options; locally only `threads` (bounded by --cores) matters.
+RESOURCE_DEFAULTS = {
+    "prepare": {"threads": 1, "mem_mb": 2000, "runtime": 10},
+    "fit": {"threads": 2, "mem_mb": 4000, "runtime": 60, "gpu": 0},
+    "summary": {"threads": 1, "mem_mb": 2000, "runtime": 10},
+    "plot_fit": {"threads": 1, "mem_mb": 2000, "runtime": 10},
+    "gather": {"threads": 2, "mem_mb": 8000, "runtime": 30},
+    "report": {"threads": 1, "mem_mb": 4000, "runtime": 15},
+}
+
+
+def rule_settings(rule_name: str) -> dict:
+    """Defaults for ``rule_name`` overlaid with the config's ``resources.<rule_name>``."""
+    return {**RESOURCE_DEFAULTS[rule_name], **config.get("resources", {}).get(rule_name, {})}
+
+
+def rule_threads(rule_name: str) -> int:
+    return rule_settings(rule_name)["threads"]
+
+
+def rule_resources(rule_name: str) -> dict:
+    """Snakemake ``resources`` of one rule; GPU keys only when GPUs are asked for.
+
+    ``cpus_per_task`` is declared (= threads) for every rule but ``fit``: the SLURM plugin lets an
+    explicit ``cpus_per_task`` win over ``cpus_per_gpu``, which a GPU profile sets for fits. Without
+    either, the plugin asks for ``threads`` CPUs per task (or per GPU), which is what we want.
+    """
+    settings = rule_settings(rule_name)
+    resources = {"mem_mb": settings["mem_mb"], "runtime": settings["runtime"]}
+    if rule_name != "fit":
+        resources["cpus_per_task"] = settings["threads"]
+    if settings.get("gpu"):
+        resources["gpu"] = settings["gpu"]
+        if settings.get("gpu_model"):
+            resources["gpu_model"] = settings["gpu_model"]
+    if settings.get("slurm_partition"):
+        resources["slurm_partition"] = settings["slurm_partition"]
+    return resources
+
+
+def prepare_flags() -> list:
+    """`vlbicore prepare` options from config `prepare:` (defaults: scan-average, drop intra-site)."""
+    options = config.get("prepare", {})
+    flags = []
+    if not options.get("scan_average", True):
+        flags.append("--no-scan-average")
+    if not options.get("drop_intra_site", True):
+        flags.append("--keep-intra-site")
+    return flags
+
+
+# Campaign-wide keys a model may override, and vlbicore's fit-configuration key for each.
+_FIT_DEFAULT_KEYS = ("products", "systematic", "amp_likelihood", "covariance")
+
+
+def model_spec(model: dict) -> dict:
+    """The `model` entry of vlbicore's fit configuration (one type, or named components)."""
+    if "components" in model:
+        return {"components": model["components"]}
+    return {key: model[key] for key in ("type", "order") if key in model}
+
+
+def fit_settings(model_id: str) -> dict:
+    """vlbicore fit configuration of one model: campaign defaults overlaid with the model's own keys."""
+    model = MODELS[model_id]
+    settings = {
+        "model": model_spec(model),
+        "sampler": {**config.get("sampler", {}), **model.get("sampler", {})},
+        "priors": model.get("priors", {}),
+        "fixed": model.get("fixed", {}),
+    }
+    for key in _FIT_DEFAULT_KEYS:
+        if key in model:
+            settings[key] = model[key]
+        elif key in config:
+            settings[key] = config[key]
+    return settings
+
+
+def fit_json(model_id: str) -> str:
+    """`--fit-json` value; canonical (sorted keys) so Snakemake's params trigger sees only real changes."""
+    return json.dumps(fit_settings(model_id), sort_keys=True, separators=(",", ":"))
+
+
+def prepared_path(epoch: str) -> str:
+    return f"{RESULTS}/prepared/{epoch}.npz"
+
+
+def store_path(epoch: str, model: str) -> str:
+    return f"{RESULTS}/fits/{epoch}/{model}.zarr"
+
+
+def all_stores() -> list:
+    return [store_path(e, m) for e in EPOCHS for m in MODELS]
+
+
+wildcard_constraints:
+    epoch="[A-Za-z0-9][A-Za-z0-9_.-]*",
+    model="[A-Za-z0-9][A-Za-z0-9_.-]*",

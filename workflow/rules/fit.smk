@@ -1,0 +1,97 @@
+"""Per-epoch and per-fit rules: prepare one uvfits, fit one (epoch, model), summarise and plot one fit."""
+
+
+rule prepare:
+    """uvfits -> flagged, scan-averaged observation (.npz). Snakemake records the input's sha256, so
+    touching a file without changing its bytes reruns nothing (see docs/workflow.md)."""
+    input:
+        uvfits=lambda wildcards: EPOCHS[wildcards.epoch]["uvfits"],
+    output:
+        prepared=f"{RESULTS}/prepared/{{epoch}}.npz",
+    params:
+        flags=prepare_flags(),
+        vlbicore_version=VLBICORE_VERSION,
+    log:
+        "logs/prepare/{epoch}.log",
+    benchmark:
+        "benchmarks/prepare/{epoch}.tsv"
+    threads: rule_threads("prepare")
+    resources:
+        **rule_resources("prepare"),
+    shell:
+        "{PYTHON:q} -m vlbicore prepare {input.uvfits:q} --out {output.prepared:q} {params.flags} > {log:q} 2>&1"
+
+
+rule fit:
+    """One model fitted to one epoch -> one Zarr store. The store is written to a temporary path and
+    renamed when complete, so a killed job never leaves a store that looks finished."""
+    input:
+        prepared=f"{RESULTS}/prepared/{{epoch}}.npz",
+    output:
+        store=directory(f"{RESULTS}/fits/{{epoch}}/{{model}}.zarr"),
+    params:
+        # the model's whole fit configuration: editing one model's priors/sampler reruns only its fits
+        fit=lambda wildcards: fit_json(wildcards.model),
+        vlbicore_version=VLBICORE_VERSION,
+    log:
+        "logs/fit/{epoch}/{model}.log",
+    benchmark:
+        "benchmarks/fit/{epoch}/{model}.tsv"
+    threads: rule_threads("fit")
+    resources:
+        **rule_resources("fit"),
+    shell:
+        "{PYTHON:q} -m vlbicore fit {input.prepared:q} --out {output.store:q} --epoch {wildcards.epoch:q}"
+        " --fit-json {params.fit:q} --quiet > {log:q} 2>&1"
+
+
+rule summary:
+    """Parameter table (CSV, in the Snakemake report) and the printed summary of one fit."""
+    input:
+        store=f"{RESULTS}/fits/{{epoch}}/{{model}}.zarr",
+    output:
+        table=report(
+            f"{RESULTS}/summary/{{epoch}}/{{model}}.csv",
+            caption="../report/summary.rst",
+            category="Fit summaries",
+            subcategory="{model}",
+            labels={"epoch": "{epoch}", "model": "{model}"},
+        ),
+        text=f"{RESULTS}/summary/{{epoch}}/{{model}}.txt",
+    params:
+        vlbicore_version=VLBICORE_VERSION,
+    log:
+        "logs/summary/{epoch}/{model}.log",
+    benchmark:
+        "benchmarks/summary/{epoch}/{model}.tsv"
+    threads: rule_threads("summary")
+    resources:
+        **rule_resources("summary"),
+    shell:
+        "{PYTHON:q} -m vlbicore summary {input.store:q} --csv {output.table:q} > {output.text:q} 2> {log:q}"
+
+
+rule plot_fit:
+    """Trace, corner, model image, residual and uv-coverage plots (PNG) of one fit."""
+    input:
+        store=f"{RESULTS}/fits/{{epoch}}/{{model}}.zarr",
+    output:
+        plots=report(
+            directory(f"{RESULTS}/plots/{{epoch}}/{{model}}"),
+            patterns=["{name}.png"],
+            caption="../report/plot_fit.rst",
+            category="Fit plots",
+            subcategory="{model}",
+            labels={"epoch": "{epoch}", "model": "{model}", "plot": "{name}"},
+        ),
+    params:
+        vlbicore_version=VLBICORE_VERSION,
+    log:
+        "logs/plot_fit/{epoch}/{model}.log",
+    benchmark:
+        "benchmarks/plot_fit/{epoch}/{model}.tsv"
+    threads: rule_threads("plot_fit")
+    resources:
+        **rule_resources("plot_fit"),
+    shell:
+        "{PYTHON:q} -m vlbicore plot {input.store:q} --out {output.plots:q} > {log:q} 2>&1"
