@@ -107,8 +107,8 @@ def planned_jobs(workdir: pathlib.Path, *args: str) -> set[str]:
 
 
 def jobs_of(epochs, models, *, prepare: bool = True) -> set[str]:
-    """Jobs downstream of (epochs x models): fits, their summaries and plots, gather, report, all."""
-    jobs = {"gather", "report", "all"}
+    """Jobs downstream of (epochs x models): fits, their summaries and plots, the store list, gather, report, all."""
+    jobs = {"store_list", "gather", "report", "all"}
     for epoch in epochs:
         if prepare:
             jobs.add(f"prepare:{epoch}")
@@ -194,6 +194,17 @@ def test_config_typos_fail_before_any_job_with_the_key_path(tmp_path):
     assert "sampler: Additional properties are not allowed ('warmpu' was unexpected)" in message
     assert "epochs[1]: 'uvfits' is a required property" in message
     assert not (tmp_path / RESULTS).exists() and not (tmp_path / "logs").exists()
+
+
+def test_unknown_parameter_names_fail_before_any_job(tmp_path):
+    campaign = new_campaign(tmp_path)
+    campaign["models"]["crescent"]["priors"] = {"diameter": [20, 60]}
+    write_campaign(tmp_path, campaign)
+    result = snakemake(tmp_path, "--dry-run", check=False)
+    assert result.returncode != 0
+    message = result.stdout + result.stderr
+    assert "models.crescent:" in message and "unknown parameter(s) ['diameter']" in message
+    assert not (tmp_path / RESULTS).exists()
 
 
 def test_duplicate_epoch_ids_are_refused(tmp_path):

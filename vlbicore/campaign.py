@@ -16,25 +16,49 @@ from .errors import VlbiError
 SCHEMA_PATH = pathlib.Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
 
+# Campaign-wide keys a model may override (vlbicore fit-configuration keys of the same name).
+FIT_DEFAULT_KEYS = ("products", "systematic", "amp_likelihood", "covariance")
+
+
 def model_spec(model: dict) -> dict:
-    """The ``build_model`` spec of one campaign model entry (drops workflow-only keys)."""
-    workflow_only = {"products", "sampler", "systematic", "covariance", "amp_likelihood"}
-    return {k: v for k, v in model.items() if k not in workflow_only}
+    """The ``model`` entry of vlbicore's fit configuration (one type, or named components)."""
+    if "components" in model:
+        return {"components": model["components"]}
+    return {key: model[key] for key in ("type", "order") if key in model}
+
+
+def fit_settings(config: dict, model_id: str) -> dict:
+    """vlbicore fit configuration of one campaign model: campaign defaults overlaid with the model's keys."""
+    model = config["models"][model_id]
+    settings = {
+        "model": model_spec(model),
+        "sampler": {**config.get("sampler", {}), **model.get("sampler", {})},
+        "priors": model.get("priors", {}),
+        "fixed": model.get("fixed", {}),
+    }
+    for key in FIT_DEFAULT_KEYS:
+        if key in model:
+            settings[key] = model[key]
+        elif key in config:
+            settings[key] = config[key]
+    return settings
 
 
 def check_models(config: dict, source: str = "config") -> None:
-    """Build every model of the campaign, so unknown parameter names fail before any job runs."""
+    """Build every model with its priors and fixed values, so unknown parameter names fail before any job."""
     from .models import build_model
 
-    for model_id, model in (config.get("models") or {}).items():
+    for model_id in config.get("models") or {}:
+        settings = fit_settings(config, model_id)
+        spec = {**settings["model"], "priors": settings["priors"], "fixed": settings["fixed"]}
         try:
-            build_model(model_spec(model))
+            build_model(spec)
         except VlbiError as exc:
             raise VlbiError(f"{source}: models.{model_id}: {exc}") from None
 
 
 def schema_problems(config: dict, schema_path: pathlib.Path = SCHEMA_PATH) -> list[str]:
-    """One line per schema violation, each naming the key path (empty: valid)."""
+    """One line per schema violation, each naming the key path, e.g. ``models.mring1.ordr`` (empty: valid)."""
     import jsonschema
 
     schema = yaml.safe_load(schema_path.read_text())
@@ -42,7 +66,7 @@ def schema_problems(config: dict, schema_path: pathlib.Path = SCHEMA_PATH) -> li
     problems = []
     for error in sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path]):
         path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
-        problems.append(f"{path or '(top level)'}: {error.message}")
+        problems.append(f"{path or 'config'}: {error.message}")
     return problems
 
 

@@ -172,7 +172,7 @@ def cmd_plot(args):
 def cmd_report(args):
     from .report import write_report
 
-    print(write_report(args.gather_dir, args.out))
+    print(write_report(args.gather_dir, args.out, fit_plots_dir=args.fit_plots_dir))
 
 
 def cmd_validate_config(args):
@@ -195,7 +195,8 @@ def cmd_models(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vlbicore", description=__doc__.splitlines()[0])
+    # "@FILE" reads arguments from FILE, one per line: a campaign's thousands of store paths for gather
+    parser = argparse.ArgumentParser(prog="vlbicore", description=__doc__.splitlines()[0], fromfile_prefix_chars="@")
     parser.add_argument("--version", action="version", version=f"vlbicore {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -246,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="campaign report (HTML) from a gather directory")
     p.add_argument("gather_dir")
     p.add_argument("--out", required=True)
+    p.add_argument("--fit-plots-dir", help="link per-fit plots already rendered here (<epoch>/<model>/*.png)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("validate-config", help="check a campaign config against the schema and model names")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime
 import html
+import os
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,21 @@ def _table(frame: pd.DataFrame, *, bad: pd.Series | None = None, best: pd.Series
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
+def _linked_plot_section(fits: pd.DataFrame, out_dir: Path, plots_dir: Path) -> str:
+    """Per-fit plots already rendered (the workflow's plot_fit rule: ``plots_dir/<epoch>/<model>/*.png``)."""
+    parts = ["<h2>Per-fit plots</h2>"]
+    for _, r in fits.iterrows():
+        label = f"{html.escape(str(r['epoch']))} · {html.escape(str(r['model']))}"
+        pngs = sorted((plots_dir / str(r["epoch"]) / str(r["model"])).glob("*.png"))
+        if not pngs:
+            parts.append(f'<h3>{label}</h3><p class="bad">no plots found in {html.escape(str(plots_dir))}</p>')
+            continue
+        links = [os.path.relpath(p, out_dir) for p in pngs]
+        images = "".join(f'<a href="{html.escape(l)}"><img alt="{Path(l).stem}" src="{html.escape(l)}"></a>' for l in links)
+        parts.append(f'<h3>{label}</h3><div class="fitplots">{images}</div>')
+    return "\n".join(parts)
+
+
 def _fit_plot_section(fits: pd.DataFrame, out_dir: Path, max_fits: int) -> str:
     from vlbicore.plots import plot_fit
 
@@ -79,8 +95,12 @@ def _fit_plot_section(fits: pd.DataFrame, out_dir: Path, max_fits: int) -> str:
     return "\n".join(parts)
 
 
-def write_report(gather_dir, out_dir, *, fit_plots: bool = True, max_fit_plots: int = 24) -> Path:
-    """Write ``out_dir/index.html`` (tables, embedded campaign plots, per-fit plots); returns its path."""
+def write_report(gather_dir, out_dir, *, fit_plots: bool = True, max_fit_plots: int = 24,
+                 fit_plots_dir=None) -> Path:
+    """Write ``out_dir/index.html`` (tables, embedded campaign plots, per-fit plots); returns its path.
+
+    With ``fit_plots_dir`` the per-fit plots already rendered there (``<epoch>/<model>/*.png``) are linked
+    instead of being drawn again."""
     from vlbicore.plots import plot_campaign
 
     gather_dir, out_dir = Path(gather_dir), Path(out_dir)
@@ -112,7 +132,9 @@ def write_report(gather_dir, out_dir, *, fit_plots: bool = True, max_fit_plots: 
         "<h2>Parameters</h2>",
         _table(params_view, bad=~params_view["converged"].astype(bool)),
     ]
-    if fit_plots:
+    if fit_plots_dir is not None:
+        sections.append(_linked_plot_section(fits, out_dir, Path(fit_plots_dir)))
+    elif fit_plots:
         sections.append(_fit_plot_section(fits, out_dir, max_fit_plots))
     page = (
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>vlbicore report</title><style>{STYLE}</style>"

@@ -1,9 +1,25 @@
 """Campaign-wide rules: gather every fit store into cross-epoch tables, then the HTML report."""
 
 
+localrules:
+    store_list,
+
+
+rule store_list:
+    """The paths of every fit store, one per line: gather reads them with `@FILE`, since thousands of
+    paths on one command line would pass the kernel's argument-length limit."""
+    input:
+        stores=all_stores(),
+    output:
+        f"{RESULTS}/gather-stores.txt",
+    run:
+        pathlib.Path(output[0]).write_text("".join(f"{path}\n" for path in input.stores))
+
+
 rule gather:
     """All (epoch, model) stores -> tidy cross-epoch tables and a gathered Zarr (xarray + Dask)."""
     input:
+        store_list=f"{RESULTS}/gather-stores.txt",
         stores=all_stores(),
     output:
         gathered=report(
@@ -24,13 +40,14 @@ rule gather:
     resources:
         **rule_resources("gather"),
     shell:
-        "{PYTHON:q} -m vlbicore gather {input.stores:q} --out {output.gathered:q} > {log:q} 2>&1"
+        "{PYTHON:q} -m vlbicore gather @{input.store_list:q} --out {output.gathered:q} > {log:q} 2>&1"
 
 
 rule report:
     """Campaign report: results/report/index.html with the cross-epoch plots and model comparison."""
     input:
         gathered=f"{RESULTS}/gather",
+        fit_plots=expand(f"{RESULTS}/plots/{{epoch}}/{{model}}", epoch=EPOCHS, model=MODELS),
     output:
         # (Snakemake's single-file HTML report cannot embed a whole HTML directory, so it holds the
         # campaign plots; the full vlbicore report is results/report/index.html)
@@ -52,4 +69,5 @@ rule report:
     resources:
         **rule_resources("report"),
     shell:
-        "{PYTHON:q} -m vlbicore report {input.gathered:q} --out {output.report_dir:q} > {log:q} 2>&1"
+        "{PYTHON:q} -m vlbicore report {input.gathered:q} --fit-plots-dir {RESULTS:q}/plots"
+        " --out {output.report_dir:q} > {log:q} 2>&1"

@@ -8,10 +8,17 @@ import json
 import pathlib
 import sys
 
-import jsonschema
-import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
+
+try:
+    import vlbicore.campaign
+    from vlbicore.errors import VlbiError
+except ImportError:
+    raise WorkflowError(
+        f"vlbicore is not installed for {sys.executable} (the Python running Snakemake); "
+        "install it there (pip install -e .) so the rules can run `python -m vlbicore`"
+    )
 
 SCHEMA_PATH = pathlib.Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -21,22 +28,9 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-def _key_path(error: jsonschema.ValidationError) -> str:
-    """'models.mring1.priors' style path of the config key an error is about ('config' for the top)."""
-    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-    return path.lstrip(".") or "config"
-
-
-def config_problems(campaign: dict, schema: dict) -> list:
-    """One line per schema violation, each naming the path of the bad key (empty list: valid)."""
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(campaign), key=lambda e: [str(p) for p in e.absolute_path])
-    return [f"{_key_path(e)}: {e.message}" for e in errors]
-
-
 # Checked before any job runs. Our own pass first gives one line per problem with the key's path;
 # Snakemake's validate() then also fills in the schema's defaults (e.g. `results`).
-_problems = config_problems(config, yaml.safe_load(SCHEMA_PATH.read_text()))
+_problems = vlbicore.campaign.schema_problems(config, SCHEMA_PATH)
 if _problems:
     _files = ", ".join(map(str, workflow.configfiles)) or "the config"
     raise WorkflowError(
@@ -44,6 +38,11 @@ if _problems:
         + "\n  ".join(_problems)
     )
 validate(config, str(SCHEMA_PATH))
+# What a schema cannot know: whether `priors`/`fixed` name real parameters of each model.
+try:
+    vlbicore.campaign.check_models(config, ", ".join(map(str, workflow.configfiles)) or "config")
+except VlbiError as exc:
+    raise WorkflowError(str(exc))
 
 
 def _unique_epochs(epochs: list) -> dict:
@@ -130,32 +129,9 @@ def prepare_flags() -> list:
     return flags
 
 
-# Campaign-wide keys a model may override, and vlbicore's fit-configuration key for each.
-_FIT_DEFAULT_KEYS = ("products", "systematic", "amp_likelihood", "covariance")
-
-
-def model_spec(model: dict) -> dict:
-    """The `model` entry of vlbicore's fit configuration (one type, or named components)."""
-    if "components" in model:
-        return {"components": model["components"]}
-    return {key: model[key] for key in ("type", "order") if key in model}
-
-
 def fit_settings(model_id: str) -> dict:
-    """vlbicore fit configuration of one model: campaign defaults overlaid with the model's own keys."""
-    model = MODELS[model_id]
-    settings = {
-        "model": model_spec(model),
-        "sampler": {**config.get("sampler", {}), **model.get("sampler", {})},
-        "priors": model.get("priors", {}),
-        "fixed": model.get("fixed", {}),
-    }
-    for key in _FIT_DEFAULT_KEYS:
-        if key in model:
-            settings[key] = model[key]
-        elif key in config:
-            settings[key] = config[key]
-    return settings
+    """vlbicore fit configuration of one model (campaign defaults overlaid with the model's own keys)."""
+    return vlbicore.campaign.fit_settings(config, model_id)
 
 
 def fit_json(model_id: str) -> str:

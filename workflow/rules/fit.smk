@@ -42,7 +42,7 @@ rule fit:
         **rule_resources("fit"),
     shell:
         "{PYTHON:q} -m vlbicore fit {input.prepared:q} --out {output.store:q} --epoch {wildcards.epoch:q}"
-        " --fit-json {params.fit:q} --quiet > {log:q} 2>&1"
+        " --fit-json {params.fit:q} --host-devices {threads} --quiet > {log:q} 2>&1"
 
 
 rule summary:
