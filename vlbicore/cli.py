@@ -279,4 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vlbicore: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and closed early: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
