@@ -22,17 +22,22 @@ def load_observation(path: str | pathlib.Path):
 
 
 def model_spec_for(settings: dict) -> dict:
-    """Model spec with the fit-level ``priors``/``fixed`` folded in; for closure-only data the parameters
-    closures cannot see (total flux, absolute position) are pinned to 1 Jy and 0 µas."""
+    """Model spec with the fit-level ``priors``/``fixed`` folded in, and the parameters the data products
+    cannot see pinned: the absolute position (x0, y0 -> 0 µas) unless complex visibilities are fitted
+    (amplitudes and closure phases are blind to a shift), and the total flux (F0 -> 1 Jy) when only
+    closures are fitted. A flat direction would otherwise send NUTS on long, useless trajectories."""
     from .models import build_model
 
     spec = dict(settings["model"])
     if settings.get("priors"):
         spec["priors"] = {**spec.get("priors", {}), **settings["priors"]}
     fixed = {**spec.get("fixed", {}), **settings.get("fixed", {})}
-    if set(settings["products"]) <= {"cphase", "lcamp"}:
-        for name in build_model({**spec, "fixed": fixed}).closure_invariant_params():
-            fixed.setdefault(name, 1.0 if name.split(".")[-1] == "F0" else 0.0)
+    products = set(settings["products"])
+    for name in build_model({**spec, "fixed": fixed}).closure_invariant_params():
+        is_flux = name.split(".")[-1] == "F0"
+        sees_it = bool(products & {"amp", "vis"}) if is_flux else "vis" in products
+        if not sees_it:
+            fixed.setdefault(name, 1.0 if is_flux else 0.0)
     if fixed:
         spec["fixed"] = fixed
     return spec
