@@ -182,3 +182,21 @@ def test_composite_model_from_yaml(tmp_path):
                  "--warmup", 50, "--samples", 50, "--starts", 8, "--out", out, "--quiet")
     post = xr.open_datatree(out, engine="zarr")["posterior"].ds
     assert {"ring.d", "ring.beta1_re", "jet.FWHM_maj", "jet.F0"} <= set(post.data_vars)
+
+
+def test_a_ring_fitted_to_a_jet_looks_bad(tmp_path):
+    """Goodness of fit must expose a wrong model: a thin ring fitted to an elongated Gaussian jet."""
+    import jax.numpy as jnp
+
+    jet = build_model({"type": "gauss"})
+    truth = {"F0": 0.8, "FWHM_maj": 70.0, "FWHM_min": 12.0, "PA": 1.1, "x0": 0.0, "y0": 0.0}
+    path = tmp_path / "jet.uvfits"
+    simulate_observation(lambda u, v: jet.visibility({k: jnp.asarray(x) for k, x in truth.items()}, u, v),
+                         array=REPO / "data" / "arrays" / "EHT2017_m87.txt", tint=60, tadv=2400, seed=3, out=path)
+    settings = {"model": {"type": "ring"}, "products": ["cphase", "lcamp"]}
+    store = run_fit(path, settings, tmp_path / "ring_on_jet.zarr",
+                    sampler_values={"chains": 2, "warmup": 100, "samples": 100, "starts": 16})
+    chi2 = xr.open_datatree(store, engine="zarr")["diagnostics"].ds["reduced_chi2"]
+    assert float(chi2.max()) > 5.0, chi2.values
+    text = vlbicore_cli("summary", store).stdout
+    assert "reduced chi2:" in text
