@@ -165,7 +165,11 @@ def cmd_gather(args):
 def cmd_plot(args):
     from .plots import plot_fit
 
-    for path in plot_fit(args.store, args.out):
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    unknown = sorted(set(formats) - {"png", "svg", "pdf"}) or ([] if formats else ["(none)"])
+    if unknown:
+        raise VlbiError(f"--formats: {', '.join(unknown)} not supported; use a comma list of png, svg, pdf")
+    for path in plot_fit(args.store, args.out, formats=formats):
         print(path)
 
 
@@ -242,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot", help="trace, corner, model image, residual and uv-coverage plots of one fit")
     p.add_argument("store")
     p.add_argument("--out", required=True)
+    p.add_argument("--formats", default="png,svg", help="comma list of image formats (default png,svg)")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("report", help="campaign report (HTML) from a gather directory")

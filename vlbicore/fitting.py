@@ -81,7 +81,6 @@ def run_fit(data_path, settings: dict, out, *, epoch: str | None = None, overwri
     result = fit(products, model, sampler, amp_likelihood=settings.get("amp_likelihood", "gauss"))
     result.timings["load"] = load_time
 
-    t1 = time.perf_counter()
     attrs = {
         "vlbicore_version": __version__,
         "vlbicore_schema": SCHEMA_VERSION,
@@ -97,7 +96,7 @@ def run_fit(data_path, settings: dict, out, *, epoch: str | None = None, overwri
         "model_spec": json.dumps(spec),
         "priors": json.dumps({p.name: [p.low, p.high] for p in model.params}),
         "fixed": json.dumps(model.fixed),
-        "sampler": json.dumps({**settings.get("sampler", {}), **{k: v for k, v in vars(sampler).items()}}),
+        "sampler": json.dumps(vars(sampler)),
         "products": json.dumps(list(settings["products"])),
         "systematic": float(settings.get("systematic", 0.0)),
         "covariance": bool(settings.get("covariance", False)),
@@ -107,6 +106,7 @@ def run_fit(data_path, settings: dict, out, *, epoch: str | None = None, overwri
         "converged": bool(result.convergence["converged"]),
         "convergence": json.dumps(result.convergence),
         "flag_counts": json.dumps(obs.flag_counts),
+        "timings": json.dumps(result.timings),
     }
     diagnostics = {
         **result.diagnostics,
@@ -114,8 +114,6 @@ def run_fit(data_path, settings: dict, out, *, epoch: str | None = None, overwri
         "n_data": {k: v[1] for k, v in result.reduced_chi2.items()},
         "modes": result.modes,
     }
-    timings = dict(result.timings)
-    attrs["timings"] = json.dumps(timings)
     path = write_fit_store(
         out,
         posterior=result.posterior,
@@ -128,5 +126,4 @@ def run_fit(data_path, settings: dict, out, *, epoch: str | None = None, overwri
         uv=(obs.u, obs.v),
         overwrite=overwrite,
     )
-    timings["write"] = time.perf_counter() - t1
     return pathlib.Path(path)

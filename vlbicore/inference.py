@@ -82,7 +82,6 @@ class SamplerSettings:
 class FitResult:
     """Everything one fit produced, as NumPy arrays and plain dicts, ready for :mod:`vlbicore.store`."""
 
-    param_names: tuple[str, ...]
     posterior: dict[str, np.ndarray]
     sample_stats: dict[str, np.ndarray]
     log_likelihood: dict[str, np.ndarray]
@@ -457,7 +456,6 @@ def fit(products, model, settings: SamplerSettings, *, amp_likelihood: str = "ga
     timings["postprocess"] = time.perf_counter() - t1
     timings["total"] = time.perf_counter() - t0
     return FitResult(
-        param_names=box.names,
         posterior=posterior,
         sample_stats=sample_stats,
         log_likelihood=log_likelihood,

@@ -94,4 +94,5 @@ rule plot_fit:
     resources:
         **rule_resources("plot_fit"),
     shell:
-        "{PYTHON:q} -m vlbicore plot {input.store:q} --out {output.plots:q} > {log:q} 2>&1"
+        # PNG only: the reports embed PNGs, and SVGs would double the plotting time of a campaign
+        "{PYTHON:q} -m vlbicore plot {input.store:q} --formats png --out {output.plots:q} > {log:q} 2>&1"
