@@ -24,6 +24,7 @@ import numpy as np
 from jax.scipy.special import i0e
 
 from .errors import VlbiError
+from .products import wrap_phase
 
 LOG_2PI = math.log(2.0 * math.pi)
 AMP_LIKELIHOODS = ("gauss", "rice")
@@ -37,11 +38,6 @@ def with_systematic(obs, fraction: float):
         return obs
     sigma = np.sqrt(obs.sigma**2 + (fraction * np.abs(obs.vis)) ** 2)
     return dataclasses.replace(obs, sigma=sigma)
-
-
-def wrap_phase(x):
-    """Map angles to (-π, π]."""
-    return jnp.angle(jnp.exp(1j * x))
 
 
 def _whitener(cov):
