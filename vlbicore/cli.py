@@ -127,6 +127,10 @@ def cmd_fit(args):
     out = pathlib.Path(args.out)
     if out.exists() and not args.overwrite:
         raise VlbiError(f"--out: {out} already exists; pass --overwrite to replace it or choose another path")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VlbiError(f"--out: cannot create {out.parent} ({exc.strerror}); choose a writable location") from None
     sampler_values = dict(settings["sampler"])
     sampler_values.setdefault("progress", sys.stderr.isatty() and not args.quiet)
     _set_host_devices(args.host_devices or min(int(sampler_values.get("chains", 4)), os.cpu_count() or 1))
