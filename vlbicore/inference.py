@@ -20,6 +20,7 @@ import dataclasses
 import math
 import sys
 import time
+from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import partial
 from typing import Mapping
 
@@ -31,7 +32,7 @@ from jax.sharding import PartitionSpec as P
 
 from .diagnostics import convergence_verdict, parameter_diagnostics
 from .errors import VlbiError
-from .likelihood import make_log_likelihood, reduced_chi_squared
+from .likelihood import make_log_likelihood, reduced_chi_squared_of
 
 CHAIN_METHODS = ("parallel", "vectorized", "sequential")
 BARRIER = 2.0  # log-posterior dip (nats) that separates two modes
@@ -148,28 +149,58 @@ def log_posterior_fn(box: Box, loglike):
 # Stage 1: batched multi-start optimisation
 
 
-def _adam_path(neg_log_post, z0, steps: int, learning_rate: float = 0.05):
-    grad = jax.value_and_grad(neg_log_post)
-    b1, b2, eps = 0.9, 0.999, 1e-8
+class BatchGradient:
+    """Log posterior and its gradient at a batch of points, through one compiled ``vmap`` program.
 
-    def step(carry, t):
-        z, m, v = carry
-        value, g = grad(z)
-        g = jnp.where(jnp.isfinite(g), g, 0.0)
+    The mode search (Adam steps), the hill-valley test between modes, the curvature at the best mode and
+    the NUTS initial state all evaluate the log posterior at a handful of points; sharing one compiled
+    program of ``rows`` points among them saves compiling four (compilation dominates a short CPU fit).
+    Calls take any number of points; they are padded or split to ``rows``.
+    """
+
+    def __init__(self, log_post, rows: int, dtype):
+        self.rows = rows
+        self.dtype = dtype
+        self._program = jax.jit(jax.vmap(jax.value_and_grad(log_post)))
+
+    def __call__(self, z) -> tuple[np.ndarray, np.ndarray]:
+        z = np.asarray(z, dtype=self.dtype)
+        n = len(z)
+        values, grads = [], []
+        for i in range(0, n, self.rows):
+            chunk = z[i : i + self.rows]
+            pad = self.rows - len(chunk)
+            if pad:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
+            value, grad = self._program(chunk)
+            values.append(np.asarray(value)[: self.rows - pad])
+            grads.append(np.asarray(grad)[: self.rows - pad])
+        return np.concatenate(values), np.concatenate(grads)
+
+
+def _adam(batch: BatchGradient, z, steps: int, learning_rate: float = 0.05):
+    """Maximise the log posterior from every row of ``z`` at once (Adam, cosine-decayed step)."""
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    m = np.zeros_like(z)
+    v = np.zeros_like(z)
+    for t in range(steps):
+        _, g = batch(z)
+        g = -np.where(np.isfinite(g), g, 0.0)  # descend on −log p
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g**2
         mhat = m / (1 - b1 ** (t + 1))
         vhat = v / (1 - b2 ** (t + 1))
-        # cosine-decayed step: large first to cross ridges, small at the end to settle in the mode
-        lr = learning_rate * 0.5 * (1 + jnp.cos(jnp.pi * t / steps)) + 1e-3
-        z = jnp.clip(z - lr * mhat / (jnp.sqrt(vhat) + eps), -12.0, 12.0)
-        return (z, m, v), value
-
-    (z, _, _), _ = jax.lax.scan(step, (z0, jnp.zeros_like(z0), jnp.zeros_like(z0)), jnp.arange(steps))
-    return z, -neg_log_post(z)
+        # large steps first to cross ridges, small at the end to settle in the mode
+        lr = learning_rate * 0.5 * (1 + math.cos(math.pi * t / steps)) + 1e-3
+        z = np.clip(z - lr * mhat / (np.sqrt(vhat) + eps), -12.0, 12.0).astype(z.dtype)
+    lp, _ = batch(z)
+    return z, lp
 
 
-def find_modes(log_post, box: Box, key, *, starts: int, steps: int, dtype) -> list[dict]:
+PATH_FRACTIONS = np.linspace(0.0, 1.0, 10)[1:-1]  # inner points of the hill-valley test
+
+
+def find_modes(log_post, box: Box, key, *, starts: int, steps: int, dtype, batch: BatchGradient | None = None) -> list[dict]:
     """Optimise ``starts`` prior draws at once and group the end points into modes (best first).
 
     An end point joins a known mode when every parameter agrees to 2 % of its prior width, or when the
@@ -178,35 +209,62 @@ def find_modes(log_post, box: Box, key, *, starts: int, steps: int, dtype) -> li
     at different places on one flat ridge). Each mode records its log posterior (unconstrained space),
     its parameter values and how many starts found it.
     """
-    z0 = jax.random.logistic(key, (starts, len(box.names)), dtype=dtype)  # = uniform draws in the box
-    run = jax.jit(jax.vmap(partial(_adam_path, lambda z: -log_post(z), steps=steps)))
-    z_end, lp_end = run(z0)
-    z_end, lp_end = np.asarray(z_end, dtype=np.float64), np.asarray(lp_end, dtype=np.float64)
+    batch = batch or BatchGradient(log_post, starts, dtype)
+    z0 = np.asarray(jax.random.logistic(key, (starts, len(box.names)), dtype=dtype))  # uniform in the box
+    z_end, lp_end = _adam(batch, z0, steps)
+    lp_end = lp_end.astype(np.float64)
     finite = np.isfinite(lp_end)
     if not finite.any():
         raise VlbiError(
             "priors: the log posterior is not finite anywhere the optimiser looked; the prior box may "
             "exclude every model the data allow, or the data hold NaNs; widen the priors or check the data"
         )
-    fractions = jnp.linspace(0.0, 1.0, 10, dtype=dtype)[1:-1]
-    path_min = jax.jit(
-        lambda a, b: jnp.min(jax.vmap(lambda t: log_post(a + t * (b - a)))(fractions))
-    )
     order = np.argsort(-np.where(finite, lp_end, -np.inf))
-    values = np.asarray(box.to_values(z_end))
+    values = np.asarray(box.to_values(z_end.astype(np.float64)))
     width = box.high - box.low
     modes: list[dict] = []
     for i in order:
         if not finite[i]:
             continue
-        for mode in modes:
-            close = np.all(np.abs(values[i] - mode["_x"]) <= 0.02 * width)
-            if close or float(path_min(z_end[i], mode["_z"])) >= lp_end[i] - BARRIER:
-                mode["starts"] += 1
-                break
+        joined = next((m for m in modes if np.all(np.abs(values[i] - m["_x"]) <= 0.02 * width)), None)
+        if joined is None and modes:
+            # the segments to every known mode in one batch; the first mode without a barrier wins
+            ends = np.stack([m["_z"] for m in modes])
+            points = z_end[i] + PATH_FRACTIONS[None, :, None] * (ends[:, None, :] - z_end[i])
+            lowest = batch(points.reshape(-1, z_end.shape[1]))[0].reshape(len(modes), -1).min(axis=1)
+            joined = next((m for m, low in zip(modes, lowest) if low >= lp_end[i] - BARRIER), None)
+        if joined is not None:
+            joined["starts"] += 1
         else:
             modes.append({"_x": values[i], "_z": z_end[i], "lp": float(lp_end[i]), "starts": 1})
     return modes
+
+
+def diagonal_variance(batch: BatchGradient, z) -> np.ndarray:
+    """Per-parameter posterior variance at the mode ``z`` from the curvature, 1 / (−∂²log p/∂z_i²),
+    by central differences of the gradient; NUTS starts its mass matrix there instead of the identity
+    (the widths differ ×20 between parameters, and early warmup with the identity is slow)."""
+    n = z.size
+    h = 1e-4 if np.dtype(batch.dtype) == np.float64 else 3e-3
+    shifts = h * np.eye(n)
+    _, grads = batch(np.concatenate([z + shifts, z - shifts]))
+    curvature = -(np.diag(grads[:n]) - np.diag(grads[n:])) / (2 * h)
+    variance = np.where(np.isfinite(curvature) & (curvature > 0), 1.0 / np.where(curvature > 0, curvature, 1.0), 1.0)
+    return np.clip(variance, 1e-12, 1.0)
+
+
+class _CompiledAhead:
+    """A jitted function compiled in a background thread while the caller does other work.
+
+    XLA compilation releases the GIL, so the NUTS and post-processing programs compile while the mode
+    search runs; calling the object waits for the compiled executable.
+    """
+
+    def __init__(self, jitted, specs, pool: Executor):
+        self._future = pool.submit(lambda: jitted.lower(*specs).compile())
+
+    def __call__(self, *args):
+        return self._future.result()(*args)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -230,29 +288,51 @@ def _segment_length(warmup: int, samples: int) -> int:
     return best if best * 4 >= min(target, g) else g
 
 
+def _within_device(devices: list, method: str) -> str:
+    """How a device runs its block of chains: ``vmap`` (one batched program: GPUs, and the ``vectorized``
+    method) or ``map`` (one chain after another inside the program: CPUs, where vmap gains nothing from
+    batching, makes every chain wait for the longest tree of its block, and compiles ~1.5x slower)."""
+    if method == "vectorized" or devices[0].platform != "cpu":
+        return "vmap"
+    return "map"
+
+
 class _NutsRunner:
-    """Compiled NUTS segments over a mesh of devices, each device holding a block of vmapped chains."""
+    """Compiled NUTS segments over a mesh of devices, each device holding a block of chains.
+
+    The initial state comes from values and gradients the caller computed already (so the init program
+    holds no model and compiles in a fraction of a second), with a diagonal inverse mass matrix per
+    chain. ``compile_ahead`` compiles the init and segment programs in a background thread (they
+    depend only on shapes), so that compilation overlaps the mode search.
+    """
 
     def __init__(self, log_post, settings: SamplerSettings, devices: list):
         from numpyro.infer.hmc import hmc
+        from numpyro.infer.util import ParamInfo
 
         self.settings = settings
+        self.devices = devices
+        self.within = _within_device(devices, settings.chain_method)
+        self.segment = _segment_length(settings.warmup, settings.samples)
         self.mesh = jax.sharding.Mesh(np.array(devices), ("chain",))
         self.sharding = NamedSharding(self.mesh, P("chain"))
         init_kernel, sample_kernel = hmc(potential_fn=lambda z: -log_post(z), algo="NUTS")
 
-        def init_block(z0, keys):
-            init_one = partial(
-                init_kernel,
+        def init_one(z, potential, grad, inverse_mass, key):
+            return init_kernel(
+                ParamInfo(z, potential, grad),
                 num_warmup=settings.warmup,
+                inverse_mass_matrix=inverse_mass,
                 target_accept_prob=settings.target_accept,
                 max_tree_depth=settings.max_tree_depth,
+                rng_key=key,
             )
-            return jax.vmap(lambda z, k: init_one(z, rng_key=k))(z0, keys)
+
+        per_chain = jax.vmap(sample_kernel) if self.within == "vmap" else partial(jax.lax.map, sample_kernel)
 
         def advance_block(state, length):
             def step(s, _):
-                s = jax.vmap(sample_kernel)(s)
+                s = per_chain(s)
                 stats = {
                     "z": s.z,
                     "lp": -s.potential_energy,
@@ -266,23 +346,37 @@ class _NutsRunner:
 
             return jax.lax.scan(step, state, None, length=length)
 
-        shard = partial(jax.shard_map, mesh=self.mesh, in_specs=P("chain"), out_specs=P("chain"), check_vma=False)
-        self._init = jax.jit(shard(init_block))
-        self._advance = {}
-        self._advance_block = advance_block
-        self._shard = partial(jax.shard_map, mesh=self.mesh, in_specs=P("chain"), check_vma=False)
+        shard = partial(jax.shard_map, mesh=self.mesh, in_specs=P("chain"), check_vma=False)
+        self._init = jax.jit(shard(jax.vmap(init_one), out_specs=P("chain")))
+        # scan stacks draws on axis 0 (local), chains on axis 1: shard outputs along the chain axis
+        self._advance = jax.jit(
+            shard(partial(advance_block, length=self.segment), out_specs=(P("chain"), P(None, "chain")))
+        )
+        self._ahead = None
 
-    def init(self, z0, keys):
-        return self._init(jax.device_put(z0, self.sharding), jax.device_put(keys, self.sharding))
+    def compile_ahead(self, pool: Executor, chains_per_call: int, n_params: int, dtype):
+        def compile_both():
+            spec = partial(jax.ShapeDtypeStruct, sharding=self.sharding)
+            vectors = spec((chains_per_call, n_params), dtype)
+            specs = (vectors, spec((chains_per_call,), dtype), vectors, vectors, spec((chains_per_call, 2), jnp.uint32))
+            init = self._init.lower(*specs).compile()
+            return init, self._advance.lower(init.out_info).compile()
 
-    def advance(self, state, length: int):
-        if length not in self._advance:
-            body = partial(self._advance_block, length=length)
-            # scan stacks draws on axis 0 (local), chains on axis 1: shard outputs along the chain axis
-            self._advance[length] = jax.jit(
-                self._shard(body, out_specs=(P("chain"), P(None, "chain")))
-            )
-        return self._advance[length](state)
+        self._ahead = pool.submit(compile_both)
+
+    def _programs(self):
+        return self._ahead.result() if self._ahead is not None else (self._init, self._advance)
+
+    def init(self, z0, potential, grad, inverse_mass, keys):
+        """Initial NUTS states; ``potential`` = −log p and ``grad`` its gradient at ``z0`` (chains × ...)."""
+        init, _ = self._programs()
+        args = (z0, potential, grad, inverse_mass, keys)
+        return init(*(jax.device_put(np.asarray(x), self.sharding) for x in args))
+
+    def advance(self, state):
+        """One segment of ``self.segment`` NUTS steps for every chain."""
+        _, advance = self._programs()
+        return advance(state)
 
 
 def _progress(done: int, total: int, phase: str, started: float, enabled: bool):
@@ -297,32 +391,40 @@ def _progress(done: int, total: int, phase: str, started: float, enabled: bool):
     sys.stderr.flush()
 
 
-def run_nuts(log_post, z_start, settings: SamplerSettings, key) -> tuple[dict, dict, list[str], dict]:
+def _chains_per_call(settings: SamplerSettings) -> int:
+    return 1 if settings.chain_method == "sequential" else settings.chains
+
+
+def run_nuts(log_post, z_start, settings: SamplerSettings, key, runner: _NutsRunner | None = None,
+             batch: BatchGradient | None = None, inverse_mass=None):
     """Run NUTS chains from ``z_start`` (chains × params). Returns draws (chain, draw, ...), warmup stats,
-    the devices used and timings."""
+    the devices used and timings. ``runner`` may be one built (and compiling ahead) by the caller;
+    ``batch`` evaluates the starting points; ``inverse_mass`` (params,) starts the mass matrix."""
     chains = settings.chains
-    devices = _devices_for(chains, settings.chain_method)
-    blocks = chains if settings.chain_method == "sequential" else 1
-    runner = _NutsRunner(log_post, settings, devices)
+    runner = runner or _NutsRunner(log_post, settings, _devices_for(chains, settings.chain_method))
+    batch = batch or BatchGradient(log_post, chains, z_start.dtype)
+    lp_start, grad_start = batch(z_start)
+    inverse_mass = np.ones(z_start.shape[1]) if inverse_mass is None else np.asarray(inverse_mass)
+    inverse_mass = np.broadcast_to(inverse_mass, z_start.shape).astype(z_start.dtype)
     keys = jax.random.split(key, chains)
-    seg = _segment_length(settings.warmup, settings.samples)
+    seg = runner.segment
     timings = {"warmup": 0.0, "sampling": 0.0}
-    per_block = chains // blocks
+    per_block = _chains_per_call(settings)
     draws_per_block, warm_div = [], []
-    for b in range(blocks):
+    for b in range(chains // per_block):
         sl = slice(b * per_block, (b + 1) * per_block)
         t0 = time.perf_counter()
-        state = runner.init(z_start[sl], keys[sl])
+        state = runner.init(z_start[sl], -lp_start[sl], -grad_start[sl], inverse_mass[sl], keys[sl])
         divergent = 0
         for done in range(seg, settings.warmup + 1, seg):
-            state, stats = runner.advance(state, seg)
+            state, stats = runner.advance(state)
             divergent += int(np.sum(np.asarray(stats["diverging"])))
             _progress(done, settings.warmup, "warmup", t0, settings.progress)
         warm_div.append(divergent)
         t1 = time.perf_counter()
         collected = []
         for done in range(seg, settings.samples + 1, seg):
-            state, stats = runner.advance(state, seg)
+            state, stats = runner.advance(state)
             collected.append(jax.tree.map(np.asarray, stats))
             _progress(done, settings.samples, "sampling", t1, settings.progress)
         timings["warmup"] += t1 - t0
@@ -332,22 +434,24 @@ def run_nuts(log_post, z_start, settings: SamplerSettings, key) -> tuple[dict, d
             {k: np.swapaxes(np.concatenate([c[k] for c in collected], axis=0), 0, 1) for k in collected[0]}
         )
     draws = {k: np.concatenate([d[k] for d in draws_per_block], axis=0) for k in draws_per_block[0]}
-    return draws, {"warmup_divergences": int(sum(warm_div))}, [str(d) for d in devices], timings
+    return draws, {"warmup_divergences": int(sum(warm_div))}, [str(d) for d in runner.devices], timings
 
 
 # --------------------------------------------------------------------------------------------------
 # Stage 3: post-processing
 
 
-def _batched_map(fn, z_flat, batch: int = 256):
-    """Apply ``fn`` to every row of ``z_flat`` in jitted vmapped batches (bounded memory)."""
-    fn = jax.jit(jax.vmap(fn))
+POSTPROCESS_BATCH = 256
+
+
+def _batched_map(batch_fn, z_flat, batch: int = POSTPROCESS_BATCH):
+    """Apply ``batch_fn`` (a jitted vmapped function of ``(batch, params)``) to every row of ``z_flat`` in
+    fixed-size batches (bounded memory, one compiled shape)."""
     n = z_flat.shape[0]
     pad = (-n) % batch
     zp = np.concatenate([z_flat, np.repeat(z_flat[-1:], pad, axis=0)]) if pad else z_flat
-    outs = [jax.tree.map(np.asarray, fn(zp[i : i + batch])) for i in range(0, len(zp), batch)]
-    out = jax.tree.map(lambda *xs: np.concatenate(xs)[:n], *outs)
-    return out
+    outs = [jax.tree.map(np.asarray, batch_fn(zp[i : i + batch])) for i in range(0, len(zp), batch)]
+    return jax.tree.map(lambda *xs: np.concatenate(xs)[:n], *outs)
 
 
 def _mode_records(modes: list[dict], box: Box, chains_per_mode: dict[int, int], limit: int = 10) -> list[dict]:
@@ -392,24 +496,11 @@ def fit(products, model, settings: SamplerSettings, *, amp_likelihood: str = "ga
     if settings.dtype == "float64" and not jax.config.jax_enable_x64:
         jax.config.update("jax_enable_x64", True)
     box = Box.of(model)
+    n_params = len(box.names)
     loglike, pointwise = make_log_likelihood(products, model, amp_likelihood=amp_likelihood)
     log_post = log_posterior_fn(box, loglike)
     key = jax.random.PRNGKey(settings.seed)
     key_modes, key_jitter, key_nuts = jax.random.split(key, 3)
-
-    modes = find_modes(log_post, box, key_modes, starts=settings.starts, steps=settings.optimiser_steps, dtype=dtype)
-    timings["optimise"] = time.perf_counter() - t0
-
-    # every chain starts at the best mode, jittered slightly so the chains are not identical
-    best = modes[0]["_z"]
-    jitter = 0.01 * np.asarray(jax.random.normal(key_jitter, (settings.chains, best.size)))
-    z_start = jnp.asarray(best[None, :] + jitter, dtype=dtype)
-    draws, warm_stats, devices, nuts_timings = run_nuts(log_post, z_start, settings, key_nuts)
-    timings.update(nuts_timings)
-
-    t1 = time.perf_counter()
-    n_chain, n_draw = draws["lp"].shape
-    z_flat = draws["z"].reshape(n_chain * n_draw, -1)
     obs = products.obs
     u, v = jnp.asarray(obs.u), jnp.asarray(obs.v)
 
@@ -423,7 +514,46 @@ def fit(products, model, settings: SamplerSettings, *, amp_likelihood: str = "ga
             "pred": {kind: prod.predict(V) for kind, prod in products.items()},
         }
 
-    out = _batched_map(per_draw, z_flat)
+    # The NUTS and post-processing programs depend only on shapes: compile them in a background thread
+    # while the mode search runs (compilation is most of a short fit's wall time on a CPU).
+    runner = _NutsRunner(log_post, settings, _devices_for(settings.chains, settings.chain_method))
+    # One worker (a second would oversubscribe a small CPU): the NUTS programs first (the critical path),
+    # then post-processing; the mode search compiles its own small programs meanwhile.
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlbicore-compile")
+    try:
+        runner.compile_ahead(pool, _chains_per_call(settings), n_params, dtype)
+        per_draw_batch = _CompiledAhead(
+            jax.jit(jax.vmap(per_draw)), (jax.ShapeDtypeStruct((POSTPROCESS_BATCH, n_params), dtype),), pool
+        )
+        batch = BatchGradient(log_post, settings.starts, dtype)
+        modes = find_modes(
+            log_post, box, key_modes, starts=settings.starts, steps=settings.optimiser_steps, dtype=dtype,
+            batch=batch,
+        )
+        best = modes[0]["_z"]
+        variance = diagonal_variance(batch, best)
+        timings["optimise"] = time.perf_counter() - t0
+
+        # every chain starts at the best mode, jittered by a fraction of the posterior width there so the
+        # chains are not identical
+        jitter = 0.1 * np.sqrt(variance) * np.asarray(jax.random.normal(key_jitter, (settings.chains, best.size)))
+        z_start = (best[None, :] + jitter).astype(dtype)
+        draws, warm_stats, devices, nuts_timings = run_nuts(
+            log_post, z_start, settings, key_nuts, runner, batch=batch, inverse_mass=variance
+        )
+        timings.update(nuts_timings)
+
+        t1 = time.perf_counter()
+        n_chain, n_draw = draws["lp"].shape
+        z_flat = draws["z"].reshape(n_chain * n_draw, -1)
+        median = {k: float(np.median(box.to_values(z_flat)[:, i])) for i, k in enumerate(box.names)}
+        # one more row, at the posterior median, gives the goodness-of-fit predictions in the same pass
+        z_median = box.to_unconstrained(np.array([median[k] for k in box.names]))
+        out = _batched_map(per_draw_batch, np.concatenate([z_flat, z_median[None, :]]).astype(dtype))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    gof = reduced_chi_squared_of(products, {k: x[-1] for k, x in out["pred"].items()})
+    out = jax.tree.map(lambda x: x[:-1], out)
     reshape = lambda x: np.asarray(x).reshape(n_chain, n_draw, *np.shape(x)[1:])  # noqa: E731
     posterior = {k: reshape(x) for k, x in out["params"].items()}
     posterior.update({k: reshape(x) for k, x in out["derived"].items() if k not in posterior})
@@ -451,8 +581,6 @@ def fit(products, model, settings: SamplerSettings, *, amp_likelihood: str = "ga
     verdict["max_treedepth_fraction"] = float(np.mean(sample_stats["reached_max_treedepth"]))
     chain_means = np.stack([posterior[k].mean(axis=1) for k in box.names], axis=1)
     chains_per_mode = _assign_chains_to_modes(chain_means, modes, box)
-    median = {k: float(np.median(posterior[k])) for k in box.names}
-    gof = reduced_chi_squared(products, model, median)
     timings["postprocess"] = time.perf_counter() - t1
     timings["total"] = time.perf_counter() - t0
     return FitResult(

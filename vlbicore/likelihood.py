@@ -167,28 +167,25 @@ def make_log_likelihood(products: Mapping, model, *, amp_likelihood: str = "gaus
     return loglike, pointwise
 
 
-def chi_squared(products: Mapping, model, p) -> dict[str, tuple[float, int]]:
-    """χ² and number of data per product at parameters ``p``.
+def chi_squared_of(products: Mapping, predictions: Mapping) -> dict[str, tuple[float, int]]:
+    """χ² and number of data per product, from the model ``predictions`` (kind -> predicted values).
 
     Closure phases use the wrap-safe form Σ 2(1 − cos Δ)/σ² (EHT convention); with a covariance every
-    product uses the whitened residuals, so correlated closures are not double counted.
+    product uses the whitened residuals, so correlated closures are not double counted. Plain NumPy.
     """
-    obs = products.obs
-    # one compiled call, not hundreds of eager primitive dispatches
-    V = jax.jit(model.visibility)({k: jnp.asarray(x) for k, x in p.items()}, jnp.asarray(obs.u), jnp.asarray(obs.v))
     out = {}
     for kind, product in products.items():
-        pred = product.predict(V)
+        pred = np.asarray(predictions[kind])
         values = np.asarray(product.values)
         if kind == "vis":
-            r = np.concatenate([np.real(pred) - values.real, np.imag(pred) - values.imag])
+            r = np.concatenate([pred.real - values.real, pred.imag - values.imag])
             chi2 = float(np.sum((r / np.concatenate([product.sigma, product.sigma])) ** 2))
             n = 2 * len(values)
         elif kind == "cphase" and product.cov is None:
-            chi2 = float(np.sum(2.0 * (1.0 - np.cos(values - np.asarray(pred))) / product.sigma**2))
+            chi2 = float(np.sum(2.0 * (1.0 - np.cos(values - pred)) / product.sigma**2))
             n = len(values)
         else:
-            resid = np.asarray(pred) - values
+            resid = pred - values
             if kind == "cphase":
                 resid = np.angle(np.exp(1j * resid))
             if product.cov is not None:
@@ -201,6 +198,28 @@ def chi_squared(products: Mapping, model, p) -> dict[str, tuple[float, int]]:
     return out
 
 
+def predictions(products: Mapping, model, p) -> dict[str, np.ndarray]:
+    """Model predictions of every product kind at parameters ``p``, in one compiled call."""
+    obs = products.obs
+
+    def predict(p, u, v):
+        V = model.visibility(p, u, v)
+        return {kind: product.predict(V) for kind, product in products.items()}
+
+    p = {k: jnp.asarray(x) for k, x in p.items()}
+    return jax.tree.map(np.asarray, jax.jit(predict)(p, jnp.asarray(obs.u), jnp.asarray(obs.v)))
+
+
+def chi_squared(products: Mapping, model, p) -> dict[str, tuple[float, int]]:
+    """χ² and number of data per product at parameters ``p`` (see :func:`chi_squared_of`)."""
+    return chi_squared_of(products, predictions(products, model, p))
+
+
+def reduced_chi_squared_of(products: Mapping, predictions: Mapping) -> dict[str, tuple[float, int]]:
+    """Reduced χ² (χ²/N) and N per product kind, from model predictions."""
+    return {kind: (chi2 / max(n, 1), n) for kind, (chi2, n) in chi_squared_of(products, predictions).items()}
+
+
 def reduced_chi_squared(products: Mapping, model, p) -> dict[str, tuple[float, int]]:
     """Reduced χ² (χ²/N) and N per product kind at parameters ``p``."""
-    return {kind: (chi2 / max(n, 1), n) for kind, (chi2, n) in chi_squared(products, model, p).items()}
+    return reduced_chi_squared_of(products, predictions(products, model, p))
