@@ -152,7 +152,7 @@ def test_prior_that_excludes_the_data_is_flagged(tmp_path):
     vlbicore_cli("fit", m87_file(100, "lo"), "--model", "mring", "--order", 1, "--chains", 2, "--warmup", 100,
                  "--samples", 100, "--starts", 8, "--fit-json", '{"priors": {"d": [20, 30]}}', "--out", out, "--quiet")
     text = vlbicore_cli("summary", out).stdout
-    assert "warning:   d: best fit" in text and "edge of its prior [20, 30]" in text
+    assert "warning:   d: " in text and "edge of its prior [20, 30]" in text
 
 
 def test_gather_of_real_fit_stores_matches_each_store_opened_alone(m87_store, tmp_path):

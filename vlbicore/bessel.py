@@ -5,10 +5,12 @@ gradient. ``jax.scipy.special.bessel_jn`` is inaccurate at its default ``n_iter`
 z = 0, and the 100-node trapezoid integral is ~50x slower, so this module computes all orders at once with
 three branches, each used where it is accurate (jit/vmap safe, no Python control flow on values):
 
-* ``SERIES_BELOW <= z <= MILLER_UP_TO`` (all EHT arguments): Miller's backward recurrence from a fixed start
+* ``SERIES_BELOW <= z <= MILLER_UP_TO`` (EHT rings: z = π d |uv| ≲ 10): Miller's backward recurrence from a fixed start
   index, normalised with J_0 + 2 Σ J_2k = 1 (stable, ~1e-15 absolute in float64);
 * ``z < SERIES_BELOW``: the ascending power series (the recurrence would divide by ~0);
 * ``z > MILLER_UP_TO``: Hankel's asymptotic expansion for J_0, J_1, then forward recurrence (stable, n < z).
+  (The split point is max(MILLER_UP_TO, n_max + 10): low enough that the recurrence, whose length grows
+  with it, stays short, and high enough for Hankel's series and the forward recurrence.)
 The two side branches run under ``lax.cond`` only when some element needs them.
 
 Derivatives use a ``custom_jvp`` with dJ_n/dz = (J_{n-1} - J_{n+1}) / 2 (J_{-1} = -J_1), so gradients are
@@ -25,9 +27,9 @@ import jax
 import jax.numpy as jnp
 
 SERIES_BELOW = 1.0
-MILLER_UP_TO = 40.0
+MILLER_UP_TO = 16.0      # above n_max + 10 at least (see _branch_point); the recurrence cost grows with it
 SERIES_TERMS = 11        # (1/4)^11 / (11!)^2 ~ 1e-22: far below float64 rounding for z < 1
-HANKEL_TERMS = 16        # P, Q terms up to k = 31: the last is ~1e-25 at z = 40, the start of this branch
+HANKEL_TERMS = 20        # P, Q terms up to k = 39: ~1e-16 relative at z = 16, the start of this branch
 RESCALE_EVERY = 8        # keeps the backward recurrence far from overflow, float32 included
 BLOCK_STEPS = 8          # recurrence steps unrolled per fori_loop iteration (multiple of RESCALE_EVERY)
 
@@ -88,7 +90,8 @@ def _bessel_table(z, n_max):
     """All orders 0..n_max for any real z (sign handled by parity)."""
     x = jnp.abs(z)
     in_series = x < SERIES_BELOW
-    in_hankel = x > MILLER_UP_TO
+    split = _branch_point(n_max)
+    in_hankel = x > split
     table = _miller(jnp.where(in_series | in_hankel, 2.0 * SERIES_BELOW, x), n_max)
     # The other branches only run when some element needs them (a real branch under jit; under vmap
     # lax.cond becomes a select and both run, still correct). Each branch gets arguments inside its own
@@ -99,7 +102,7 @@ def _bessel_table(z, n_max):
         lambda t: t, table)
     table = jax.lax.cond(
         jnp.any(in_hankel),
-        lambda t: jnp.where(in_hankel, _hankel_then_forward(jnp.where(in_hankel, x, 2.0 * MILLER_UP_TO), n_max), t),
+        lambda t: jnp.where(in_hankel, _hankel_then_forward(jnp.where(in_hankel, x, 2.0 * split), n_max), t),
         lambda t: t, table)
     parity = jnp.array([(-1.0) ** n for n in range(n_max + 1)], dtype=x.dtype).reshape((-1,) + (1,) * x.ndim)
     return jnp.where(z < 0, parity * table, table)
@@ -129,7 +132,7 @@ def _miller(x, n_max):
     ~0.3 s (every fit and every test compiles it) instead of ~1 s fully unrolled, for ~30% more run time.
     Rescaling every RESCALE_EVERY steps keeps the fast growth where k > x in range, float32 included.
     """
-    blocks = -(-(_miller_start(max(MILLER_UP_TO, float(n_max))) - n_max) // BLOCK_STEPS)
+    blocks = -(-(_miller_start(_branch_point(n_max)) - n_max) // BLOCK_STEPS)
     k_top = n_max + blocks * BLOCK_STEPS
     inv_x = 1.0 / x
 
@@ -159,6 +162,11 @@ def _miller(x, n_max):
         above, here = here, (2.0 * k) * inv_x * here - above
     kept[0] = here
     return jnp.stack(kept) / (norm + here)
+
+
+def _branch_point(n_max: int) -> float:
+    """Largest argument of the Miller branch; above it, Hankel + forward recurrence (stable for n < z)."""
+    return max(MILLER_UP_TO, n_max + 10.0)
 
 
 def _miller_start(x):

@@ -29,10 +29,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
+from scipy.special import expit
 
 from .diagnostics import convergence_verdict, parameter_diagnostics
 from .errors import VlbiError
-from .likelihood import make_log_likelihood, reduced_chi_squared_of
+from .likelihood import product_terms, reduced_chi_squared_of
 
 CHAIN_METHODS = ("parallel", "vectorized", "sequential")
 BARRIER = 2.0  # log-posterior dip (nats) that separates two modes
@@ -47,6 +48,10 @@ class SamplerSettings:
     samples: int = 2000
     target_accept: float = 0.8
     max_tree_depth: int = 10
+    # Trees are capped lower during warmup: the first adaptation window starts from a guessed mass matrix
+    # and builds very long trees (on the talk's amp+cphase fit, a cap of 7 cuts warmup ~2x and reaches
+    # the same adapted step size and mass matrix). Sampling always uses max_tree_depth.
+    warmup_max_tree_depth: int = 7
     seed: int = 0
     dtype: str = "float64"
     starts: int = 64
@@ -61,6 +66,7 @@ class SamplerSettings:
             ("samples", self.samples >= 1, "an integer >= 1"),
             ("target_accept", 0 < self.target_accept < 1, "a number in (0, 1), e.g. 0.8"),
             ("max_tree_depth", 1 <= self.max_tree_depth <= 15, "an integer in 1..15"),
+            ("warmup_max_tree_depth", 1 <= self.warmup_max_tree_depth <= 15, "an integer in 1..15"),
             ("dtype", self.dtype in ("float32", "float64"), "float32 or float64"),
             ("starts", self.starts >= 1, "an integer >= 1"),
             ("optimiser_steps", self.optimiser_steps >= 1, "an integer >= 1"),
@@ -121,7 +127,9 @@ class Box:
         return cls(tuple(p.name for p in params), low, high)
 
     def to_values(self, z):
-        return self.low + (self.high - self.low) * jax.nn.sigmoid(z)
+        # NumPy in, NumPy out: host-side callers must not pay an eager JAX compile per call
+        sigmoid = expit if isinstance(z, np.ndarray) else jax.nn.sigmoid
+        return self.low + (self.high - self.low) * sigmoid(z)
 
     def to_params(self, z) -> dict:
         x = self.to_values(z)
@@ -149,33 +157,51 @@ def log_posterior_fn(box: Box, loglike):
 # Stage 1: batched multi-start optimisation
 
 
+def _rng(key) -> np.random.Generator:
+    """A NumPy generator from a seed, a SeedSequence or a JAX PRNG key (host-side randomness: drawing
+    start points with ``jax.random`` would compile a program per call)."""
+    if isinstance(key, np.random.Generator):
+        return key
+    if isinstance(key, np.random.SeedSequence):
+        return np.random.default_rng(key)
+    return np.random.default_rng(np.asarray(key).ravel().tolist() if np.ndim(key) else int(key))
+
+
 class BatchGradient:
     """Log posterior and its gradient at a batch of points, through one compiled ``vmap`` program.
 
-    The mode search (Adam steps), the hill-valley test between modes, the curvature at the best mode and
-    the NUTS initial state all evaluate the log posterior at a handful of points; sharing one compiled
-    program of ``rows`` points among them saves compiling four (compilation dominates a short CPU fit).
-    Calls take any number of points; they are padded or split to ``rows``.
+    The mode search (Adam steps), the hill-valley test between modes, the curvature at the best mode, the
+    NUTS initial state and the post-processing of the draws all evaluate the model at batches of points;
+    sharing one compiled program of ``rows`` points among them saves compiling five (compilation
+    dominates a short CPU fit). ``log_post`` may return ``(log p, aux)`` with ``has_aux=True``: per-point
+    outputs (per-datum log-likelihoods, predictions) for ``__call__(z, aux=True)``. Calls take any number
+    of points; they are padded or split to ``rows``.
     """
 
-    def __init__(self, log_post, rows: int, dtype):
+    def __init__(self, log_post, rows: int, dtype, *, has_aux: bool = False):
         self.rows = rows
         self.dtype = dtype
-        self._program = jax.jit(jax.vmap(jax.value_and_grad(log_post)))
+        fn = log_post if has_aux else (lambda z: (log_post(z), {}))
+        self._program = jax.jit(jax.vmap(jax.value_and_grad(fn, has_aux=True)))
 
-    def __call__(self, z) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, z, aux: bool = False):
         z = np.asarray(z, dtype=self.dtype)
         n = len(z)
-        values, grads = [], []
+        values, grads, extras = [], [], []
         for i in range(0, n, self.rows):
             chunk = z[i : i + self.rows]
-            pad = self.rows - len(chunk)
-            if pad:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-            value, grad = self._program(chunk)
-            values.append(np.asarray(value)[: self.rows - pad])
-            grads.append(np.asarray(grad)[: self.rows - pad])
-        return np.concatenate(values), np.concatenate(grads)
+            keep = len(chunk)
+            if keep < self.rows:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.rows - keep, axis=0)])
+            (value, extra), grad = self._program(chunk)
+            values.append(np.asarray(value)[:keep])
+            grads.append(np.asarray(grad)[:keep])
+            if aux:  # copied to the host only when asked (the optimiser's steps do not need them)
+                extras.append(jax.tree.map(lambda x: np.asarray(x)[:keep], extra))
+        values, grads = np.concatenate(values), np.concatenate(grads)
+        if not aux:
+            return values, grads
+        return values, grads, jax.tree.map(lambda *xs: np.concatenate(xs), *extras)
 
 
 def _adam(batch: BatchGradient, z, steps: int, learning_rate: float = 0.05):
@@ -210,7 +236,7 @@ def find_modes(log_post, box: Box, key, *, starts: int, steps: int, dtype, batch
     its parameter values and how many starts found it.
     """
     batch = batch or BatchGradient(log_post, starts, dtype)
-    z0 = np.asarray(jax.random.logistic(key, (starts, len(box.names)), dtype=dtype))  # uniform in the box
+    z0 = _rng(key).logistic(size=(starts, len(box.names))).astype(dtype)  # = uniform draws in the box
     z_end, lp_end = _adam(batch, z0, steps)
     lp_end = lp_end.astype(np.float64)
     finite = np.isfinite(lp_end)
@@ -220,7 +246,7 @@ def find_modes(log_post, box: Box, key, *, starts: int, steps: int, dtype, batch
             "exclude every model the data allow, or the data hold NaNs; widen the priors or check the data"
         )
     order = np.argsort(-np.where(finite, lp_end, -np.inf))
-    values = np.asarray(box.to_values(z_end.astype(np.float64)))
+    values = box.to_values(z_end.astype(np.float64))
     width = box.high - box.low
     modes: list[dict] = []
     for i in order:
@@ -324,7 +350,7 @@ class _NutsRunner:
                 num_warmup=settings.warmup,
                 inverse_mass_matrix=inverse_mass,
                 target_accept_prob=settings.target_accept,
-                max_tree_depth=settings.max_tree_depth,
+                max_tree_depth=(min(settings.warmup_max_tree_depth, settings.max_tree_depth), settings.max_tree_depth),
                 rng_key=key,
             )
 
@@ -355,27 +381,28 @@ class _NutsRunner:
         self._ahead = None
 
     def compile_ahead(self, pool: Executor, chains_per_call: int, n_params: int, dtype):
-        def compile_both():
+        """Compile the segment program in ``pool`` now (the init program is small: it compiles on first
+        use, in the caller's thread, while this one may still be compiling)."""
+
+        def compile_advance():
             spec = partial(jax.ShapeDtypeStruct, sharding=self.sharding)
             vectors = spec((chains_per_call, n_params), dtype)
-            specs = (vectors, spec((chains_per_call,), dtype), vectors, vectors, spec((chains_per_call, 2), jnp.uint32))
-            init = self._init.lower(*specs).compile()
-            return init, self._advance.lower(init.out_info).compile()
+            init_specs = (vectors, spec((chains_per_call,), dtype), vectors, vectors,
+                          spec((chains_per_call, 2), jnp.uint32))
+            # every leaf of the state carries the chain axis first, sharded like the inputs
+            state = jax.tree.map(lambda s: spec(s.shape, s.dtype), jax.eval_shape(self._init, *init_specs))
+            return self._advance.lower(state).compile()
 
-        self._ahead = pool.submit(compile_both)
-
-    def _programs(self):
-        return self._ahead.result() if self._ahead is not None else (self._init, self._advance)
+        self._ahead = pool.submit(compile_advance)
 
     def init(self, z0, potential, grad, inverse_mass, keys):
         """Initial NUTS states; ``potential`` = −log p and ``grad`` its gradient at ``z0`` (chains × ...)."""
-        init, _ = self._programs()
         args = (z0, potential, grad, inverse_mass, keys)
-        return init(*(jax.device_put(np.asarray(x), self.sharding) for x in args))
+        return self._init(*(jax.device_put(np.asarray(x), self.sharding) for x in args))
 
     def advance(self, state):
         """One segment of ``self.segment`` NUTS steps for every chain."""
-        _, advance = self._programs()
+        advance = self._ahead.result() if self._ahead is not None else self._advance
         return advance(state)
 
 
@@ -406,7 +433,7 @@ def run_nuts(log_post, z_start, settings: SamplerSettings, key, runner: _NutsRun
     lp_start, grad_start = batch(z_start)
     inverse_mass = np.ones(z_start.shape[1]) if inverse_mass is None else np.asarray(inverse_mass)
     inverse_mass = np.broadcast_to(inverse_mass, z_start.shape).astype(z_start.dtype)
-    keys = jax.random.split(key, chains)
+    keys = _rng(key).integers(0, 2**32, size=(chains, 2), dtype=np.uint32)  # raw threefry keys
     seg = runner.segment
     timings = {"warmup": 0.0, "sampling": 0.0}
     per_block = _chains_per_call(settings)
@@ -441,19 +468,6 @@ def run_nuts(log_post, z_start, settings: SamplerSettings, key, runner: _NutsRun
 # Stage 3: post-processing
 
 
-POSTPROCESS_BATCH = 256
-
-
-def _batched_map(batch_fn, z_flat, batch: int = POSTPROCESS_BATCH):
-    """Apply ``batch_fn`` (a jitted vmapped function of ``(batch, params)``) to every row of ``z_flat`` in
-    fixed-size batches (bounded memory, one compiled shape)."""
-    n = z_flat.shape[0]
-    pad = (-n) % batch
-    zp = np.concatenate([z_flat, np.repeat(z_flat[-1:], pad, axis=0)]) if pad else z_flat
-    outs = [jax.tree.map(np.asarray, batch_fn(zp[i : i + batch])) for i in range(0, len(zp), batch)]
-    return jax.tree.map(lambda *xs: np.concatenate(xs)[:n], *outs)
-
-
 def _mode_records(modes: list[dict], box: Box, chains_per_mode: dict[int, int], limit: int = 10) -> list[dict]:
     return [
         {
@@ -476,15 +490,20 @@ def _assign_chains_to_modes(chain_means: np.ndarray, modes: list[dict], box: Box
     return counts
 
 
-def prior_edge_warnings(box: Box, best: np.ndarray, margin: float = 0.005) -> list[str]:
-    """Parameters whose best value sits on the edge of its prior box: the prior may exclude what the data
-    prefer (m-ring coefficients on the edge are a warning too: the asymmetry saturates)."""
+def prior_edge_warnings(box: Box, best: np.ndarray, median: np.ndarray | None = None, margin: float = 0.005) -> list[str]:
+    """Parameters whose best value, or posterior median, sits on the edge of its prior box: the prior may
+    exclude what the data prefer (m-ring coefficients on the edge are a warning too: the asymmetry
+    saturates). The optimiser may stop just short of an edge the posterior then piles up against."""
     width = box.high - box.low
     out = []
-    for name, x, lo, hi, w in zip(box.names, best, box.low, box.high, width):
-        if x - lo < margin * w or hi - x < margin * w:
-            out.append(f"{name}: best fit {x:.4g} at the edge of its prior [{lo:.4g}, {hi:.4g}]; "
-                       "the prior may exclude what the data prefer; widen it")
+    points = [("best fit", best)] + ([("posterior median", median)] if median is not None else [])
+    for i, (name, lo, hi, w) in enumerate(zip(box.names, box.low, box.high, width)):
+        for label, values in points:
+            x = values[i]
+            if x - lo < margin * w or hi - x < margin * w:
+                out.append(f"{name}: {label} {x:.4g} at the edge of its prior [{lo:.4g}, {hi:.4g}]; "
+                           "the prior may exclude what the data prefer; widen it")
+                break
     return out
 
 
@@ -497,35 +516,31 @@ def fit(products, model, settings: SamplerSettings, *, amp_likelihood: str = "ga
         jax.config.update("jax_enable_x64", True)
     box = Box.of(model)
     n_params = len(box.names)
-    loglike, pointwise = make_log_likelihood(products, model, amp_likelihood=amp_likelihood)
-    log_post = log_posterior_fn(box, loglike)
-    key = jax.random.PRNGKey(settings.seed)
-    key_modes, key_jitter, key_nuts = jax.random.split(key, 3)
-    obs = products.obs
-    u, v = jnp.asarray(obs.u), jnp.asarray(obs.v)
+    terms = product_terms(products, products.obs, amp_likelihood=amp_likelihood)
+    u, v = jnp.asarray(products.obs.u), jnp.asarray(products.obs.v)
 
-    def per_draw(z):
+    def evaluate(z):
+        """Log posterior at ``z`` and what post-processing keeps of it, from one model evaluation."""
         p = box.to_params(z)
         V = model.visibility(p, u, v)
-        return {
-            "params": p,
-            "derived": model.derived(p),
-            "ll": pointwise(p),
-            "pred": {kind: prod.predict(V) for kind, prod in products.items()},
-        }
+        ll = {kind: term(V) for kind, term in terms.items()}
+        lp = sum(jnp.sum(x) for x in ll.values()) + box.log_jacobian(z)
+        pred = {kind: prod.predict(V) for kind, prod in products.items()}
+        return lp, {"params": p, "derived": model.derived(p), "ll": ll, "pred": pred}
 
-    # The NUTS and post-processing programs depend only on shapes: compile them in a background thread
-    # while the mode search runs (compilation is most of a short fit's wall time on a CPU).
+    def log_post(z):
+        return evaluate(z)[0]
+
+    key_modes, key_jitter, key_nuts = np.random.SeedSequence(settings.seed).spawn(3)
+
+    # The NUTS programs depend only on shapes: compile them in a background thread while the mode search
+    # runs (compilation is most of a short fit's wall time on a CPU). One worker: a second would
+    # oversubscribe a small CPU.
     runner = _NutsRunner(log_post, settings, _devices_for(settings.chains, settings.chain_method))
-    # One worker (a second would oversubscribe a small CPU): the NUTS programs first (the critical path),
-    # then post-processing; the mode search compiles its own small programs meanwhile.
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlbicore-compile")
     try:
         runner.compile_ahead(pool, _chains_per_call(settings), n_params, dtype)
-        per_draw_batch = _CompiledAhead(
-            jax.jit(jax.vmap(per_draw)), (jax.ShapeDtypeStruct((POSTPROCESS_BATCH, n_params), dtype),), pool
-        )
-        batch = BatchGradient(log_post, settings.starts, dtype)
+        batch = BatchGradient(evaluate, settings.starts, dtype, has_aux=True)
         modes = find_modes(
             log_post, box, key_modes, starts=settings.starts, steps=settings.optimiser_steps, dtype=dtype,
             batch=batch,
@@ -536,22 +551,22 @@ def fit(products, model, settings: SamplerSettings, *, amp_likelihood: str = "ga
 
         # every chain starts at the best mode, jittered by a fraction of the posterior width there so the
         # chains are not identical
-        jitter = 0.1 * np.sqrt(variance) * np.asarray(jax.random.normal(key_jitter, (settings.chains, best.size)))
+        jitter = 0.1 * np.sqrt(variance) * _rng(key_jitter).normal(size=(settings.chains, best.size))
         z_start = (best[None, :] + jitter).astype(dtype)
         draws, warm_stats, devices, nuts_timings = run_nuts(
             log_post, z_start, settings, key_nuts, runner, batch=batch, inverse_mass=variance
         )
         timings.update(nuts_timings)
-
-        t1 = time.perf_counter()
-        n_chain, n_draw = draws["lp"].shape
-        z_flat = draws["z"].reshape(n_chain * n_draw, -1)
-        median = {k: float(np.median(box.to_values(z_flat)[:, i])) for i, k in enumerate(box.names)}
-        # one more row, at the posterior median, gives the goodness-of-fit predictions in the same pass
-        z_median = box.to_unconstrained(np.array([median[k] for k in box.names]))
-        out = _batched_map(per_draw_batch, np.concatenate([z_flat, z_median[None, :]]).astype(dtype))
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+    t1 = time.perf_counter()
+    n_chain, n_draw = draws["lp"].shape
+    z_flat = np.asarray(draws["z"].reshape(n_chain * n_draw, -1), np.float64)
+    median = dict(zip(box.names, np.median(box.to_values(z_flat), axis=0)))
+    # one more row, at the posterior median, gives the goodness-of-fit predictions in the same pass
+    z_median = box.to_unconstrained(np.array([median[k] for k in box.names]))
+    _, _, out = batch(np.concatenate([z_flat, z_median[None, :]]), aux=True)
     gof = reduced_chi_squared_of(products, {k: x[-1] for k, x in out["pred"].items()})
     out = jax.tree.map(lambda x: x[:-1], out)
     reshape = lambda x: np.asarray(x).reshape(n_chain, n_draw, *np.shape(x)[1:])  # noqa: E731
@@ -576,7 +591,7 @@ def fit(products, model, settings: SamplerSettings, *, amp_likelihood: str = "ga
     }
     diag = parameter_diagnostics({k: posterior[k] for k in box.names})
     verdict = convergence_verdict(diag, sample_stats["diverging"], sample_stats["lp"])
-    verdict["warnings"] = prior_edge_warnings(box, modes[0]["_x"])
+    verdict["warnings"] = prior_edge_warnings(box, modes[0]["_x"], np.array([median[k] for k in box.names]))
     verdict["warmup_divergences"] = warm_stats["warmup_divergences"]
     verdict["max_treedepth_fraction"] = float(np.mean(sample_stats["reached_max_treedepth"]))
     chain_means = np.stack([posterior[k].mean(axis=1) for k in box.names], axis=1)
