@@ -6,9 +6,12 @@
    time, i.e. fit threads == --cores, as in the demo config on 2 cores).
 2. ``dag``: DAG build of a synthetic 1,000-epoch x 5-model campaign (epochs are symlinks to one shipped
    file), timed as a dry run (16,000+ jobs).
+3. ``fanout``: 1, 2, 4, 8 epochs x 1 model (prepare + fit, small sampler settings) at ``--cores`` and the
+   8 epochs at 1 core: how the local profile scales with epochs and cores.
 
     python bench/bench_workflow.py                 # both
     python bench/bench_workflow.py dag --epochs 200
+    python bench/bench_workflow.py fanout --cores 2
     python bench/bench_workflow.py demo --cores 2 --keep /tmp/demo-run
 
 Prints one JSON object per benchmark.
@@ -87,7 +90,12 @@ def bench_demo(cores: int, keep: pathlib.Path | None) -> dict:
         "sum_fit_s": round(fit_seconds, 1),
         "sum_other_jobs_s": round(sum(jobs.values()) - fit_seconds, 1),
         "fits_in_parallel": parallel_fits,
-        "ratio_wall_to_fits": round(wall / (fit_seconds / parallel_fits), 3),
+        # the issue's definition: the campaign's wall time vs the sum of its fit times
+        "ratio_wall_to_sum_of_fits": round(wall / fit_seconds, 3),
+        # stricter: vs the fits' time per core, i.e. what the non-fit jobs and the scheduling add
+        "ratio_wall_to_fits_per_core": round(wall / (fit_seconds / parallel_fits), 3),
+        # Snakemake's own cost: vs all jobs' time per core (packing, job start-up, DAG bookkeeping)
+        "ratio_wall_to_all_jobs_per_core": round(wall / (sum(jobs.values()) / cores), 3),
         "target_ratio": 1.1,
     }
 
@@ -121,15 +129,60 @@ def bench_dag(epochs: int, cores: int) -> dict:
     }
 
 
+def bench_fanout(epoch_counts: list[int], core_counts: list[int]) -> dict:
+    """N epochs x 1 model through prepare + fit (``--until fit``) on the local profile: wall time vs N at
+    the most cores, and vs cores at the most epochs. Small sampler settings; XLA cache off (cold fits)."""
+    demo = yaml.safe_load(DEMO_CONFIG.read_text())
+    runs = []
+    plan = [(n, max(core_counts)) for n in epoch_counts] + [(max(epoch_counts), c) for c in core_counts if c != max(core_counts)]
+    for epochs, cores in plan:
+        with tempfile.TemporaryDirectory(prefix="vlbicore-fanout-") as tmp:
+            workdir = pathlib.Path(tmp)
+            campaign = {
+                "campaign": f"fan-out {epochs} epochs",
+                "epochs": [{**e, "uvfits": str(REPO / e["uvfits"])} for e in demo["epochs"][:epochs]],
+                "products": demo["products"],
+                "models": {"mring1": {"type": "mring", "order": 1}},
+                "sampler": {"chains": 2, "warmup": 200, "samples": 200, "starts": 16},
+                "resources": {"fit": {"threads": 1}},
+            }
+            (workdir / "config.yaml").write_text(yaml.safe_dump(campaign, sort_keys=False))
+            previous = os.environ.get("VLBICORE_JAX_CACHE")
+            os.environ["VLBICORE_JAX_CACHE"] = "off"
+            try:
+                wall, _ = snakemake(workdir, "--until", "fit", cores=cores)
+            finally:
+                os.environ.pop("VLBICORE_JAX_CACHE") if previous is None else os.environ.update(VLBICORE_JAX_CACHE=previous)
+            jobs = benchmark_seconds(workdir / "benchmarks")
+        fit_s = [s for name, s in jobs.items() if name.startswith("fit/")]
+        runs.append({"epochs": epochs, "cores": cores, "wall_s": round(wall, 1), "fits": len(fit_s),
+                     "mean_fit_s": round(sum(fit_s) / len(fit_s), 1)})
+    top = max(core_counts)
+    one = next(r for r in runs if r["epochs"] == min(epoch_counts) and r["cores"] == top)
+    for r in runs:
+        r["wall_vs_fewest_epochs"] = round(r["wall_s"] / one["wall_s"], 2)
+    most = [r for r in runs if r["epochs"] == max(epoch_counts)]
+    slowest = max(most, key=lambda r: r["wall_s"])
+    return {
+        "benchmark": "fan-out: N epochs x 1 model, prepare + fit, local profile",
+        "machine_cores": os.cpu_count(),
+        "runs": runs,
+        "speedup_most_vs_fewest_cores": round(slowest["wall_s"] / next(r for r in most if r["cores"] == top)["wall_s"], 2),
+    }
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("which", nargs="?", choices=("all", "demo", "dag"), default="all")
+    parser.add_argument("which", nargs="?", choices=("all", "demo", "dag", "fanout"), default="all")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=1000, help="epochs of the synthetic DAG campaign")
     parser.add_argument("--keep", type=pathlib.Path, help="run the demo here and keep it (default: temp dir)")
     args = parser.parse_args(argv)
     if args.which in ("all", "dag"):
         print(json.dumps(bench_dag(args.epochs, args.cores)), flush=True)
+    if args.which in ("all", "fanout"):
+        cores = sorted({1, args.cores})
+        print(json.dumps(bench_fanout([1, 2, 4, 8], cores)), flush=True)
     if args.which in ("all", "demo"):
         print(json.dumps(bench_demo(args.cores, args.keep)), flush=True)
 

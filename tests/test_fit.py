@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -46,6 +47,9 @@ def test_store_is_arviz_shaped_with_provenance_and_fit_quality(m87_store):
     assert post["d"].dims == ("chain", "draw") and post["d"].shape == (2, 250)
     assert {"d", "alpha", "beta1_re", "beta1_im", "beta1_abs"} <= set(post.data_vars)
     assert "F0" not in post  # closure-only: total flux is pinned, not sampled
+    assert post["d"].attrs["units"] == "µas"
+    assert post["brightness_PA"].attrs["period"] == pytest.approx(2 * np.pi)  # summarised on the circle
+    assert "period" not in post["d"].attrs
     assert tree["log_likelihood"].ds["cphase"].shape[:2] == (2, 250)
     attrs = tree.attrs
     assert attrs["epoch"] == "101-lo" and attrs["band"] == "lo" and attrs["date"] == "2017-04-11"
@@ -62,6 +66,18 @@ def test_summary_reports_convergence_modes_and_goodness_of_fit(m87_store):
     text = vlbicore_cli("summary", m87_store).stdout
     assert "converged:" in text and "reduced chi2" in text and "modes found" in text
     assert "d " in text and "rhat" in text
+
+
+def test_summary_writes_table_and_plots_in_one_call(m87_store, tmp_path):
+    """What the workflow's per-fit job runs: the printed summary, the CSV table and the PNG plots."""
+    text = vlbicore_cli("summary", m87_store, "--csv", tmp_path / "table.csv", "--plots", tmp_path / "plots",
+                        "--formats", "png").stdout
+    assert "converged:" in text
+    table = pd.read_csv(tmp_path / "table.csv", index_col=0)
+    assert "d" in table.index and {"mean", "rhat", "ess_bulk"} <= set(table.columns)
+    pngs = sorted(p.stem for p in (tmp_path / "plots").glob("*.png"))
+    assert pngs == ["corner", "image", "residuals", "trace", "uv_coverage"]
+    assert all(p.stat().st_size > 5000 for p in (tmp_path / "plots").glob("*.png"))
 
 
 def test_existing_store_is_refused_unless_overwrite(m87_store):

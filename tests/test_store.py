@@ -15,6 +15,7 @@ import pytest
 from vlbicore import SCHEMA_VERSION
 from vlbicore.errors import VlbiError
 from vlbicore.store import (
+    draw_statistics,
     format_summary,
     hdi,
     open_fit_store,
@@ -101,6 +102,24 @@ def test_hdi_of_a_normal_sample_is_narrowest_94_percent():
     assert np.mean((x >= low) & (x <= high)) == pytest.approx(0.94, abs=1e-4)
     skewed = np.random.default_rng(4).exponential(1.0, 200_000)
     assert hdi(skewed)[0] == pytest.approx(0.0, abs=1e-3)  # a narrowest interval hugs the mode at 0
+
+
+@pytest.mark.parametrize("centre, period", [(np.pi, 2 * np.pi), (-np.pi + 0.05, 2 * np.pi), (0.02, np.pi), (4.7, 2 * np.pi)])
+def test_angles_straddling_the_wrap_get_one_contiguous_interval(centre, period):
+    """A brightness PA near ±π (or an axis PA near 0/π) is one narrow posterior, not one spanning the circle."""
+    rng = np.random.default_rng(5)
+    raw = centre + rng.normal(0.0, 0.1, 100_000)
+    low_edge = -np.pi if period == 2 * np.pi and centre < 4 else 0.0
+    wrapped = (raw - low_edge) % period + low_edge  # as the sampler / arctan2 report them
+    stats = draw_statistics(wrapped, period=period)
+    assert stats["sd"] == pytest.approx(0.1, rel=0.02)
+    assert stats["hdi_high"] - stats["hdi_low"] == pytest.approx(2 * 1.8808 * 0.1, rel=0.02)
+    # the same angle as the truth, on the branch of the draws' own range
+    assert np.cos(2 * np.pi * (stats["median"] - centre) / period) == pytest.approx(1.0, abs=1e-3)
+    assert wrapped.min() <= stats["median"] <= wrapped.min() + period
+    linear = draw_statistics(wrapped)
+    if np.ptp(wrapped) > period / 2:  # the wrap really split the draws: linear summaries are wrong there
+        assert linear["sd"] > 1.0
 
 
 def test_format_summary_reports_verdict_chi2_and_modes(tmp_path):

@@ -113,7 +113,7 @@ def jobs_of(epochs, models, *, prepare: bool = True) -> set[str]:
         if prepare:
             jobs.add(f"prepare:{epoch}")
         for model in models:
-            jobs |= {f"fit:{epoch}/{model}", f"summary:{epoch}/{model}", f"plot_fit:{epoch}/{model}"}
+            jobs |= {f"fit:{epoch}/{model}", f"summary:{epoch}/{model}"}
     return jobs
 
 
@@ -230,7 +230,7 @@ def test_full_run_writes_every_output_log_and_benchmark(finished_campaign):
             table = results / "summary" / epoch / f"{model}.csv"
             assert table.is_file() and table.stat().st_size > 0
             assert any((results / "plots" / epoch / model).glob("*.png"))
-            for rule in ("fit", "summary", "plot_fit"):
+            for rule in ("fit", "summary"):
                 assert (finished_campaign / "logs" / rule / epoch / f"{model}.log").is_file()
             benchmark = (finished_campaign / "benchmarks" / "fit" / epoch / f"{model}.tsv").read_text()
             assert benchmark.splitlines()[0].startswith("s\th:m:s")

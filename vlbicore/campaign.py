@@ -13,7 +13,8 @@ import yaml
 
 from .errors import VlbiError
 
-SCHEMA_PATH = pathlib.Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+# shipped inside the package (an installed vlbicore validates too); workflow/schemas/ links to it
+SCHEMA_PATH = pathlib.Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 
 
 # Campaign-wide keys a model may override (vlbicore fit-configuration keys of the same name).
@@ -81,9 +82,8 @@ def validate_campaign(path: str | pathlib.Path) -> dict:
         raise VlbiError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); fix the syntax") from None
     if not isinstance(config, dict):
         raise VlbiError(f"{path}: expected a mapping at the top level (epochs, models, sampler, ...)")
-    if SCHEMA_PATH.exists():
-        problems = schema_problems(config)
-        if problems:
-            raise VlbiError(f"{path}: " + "; ".join(problems))
+    problems = schema_problems(config)
+    if problems:
+        raise VlbiError(f"{path}: " + "; ".join(problems))
     check_models(config, str(path))
     return config

@@ -151,9 +151,23 @@ def cmd_fit(args):
 def cmd_summary(args):
     from .store import format_summary, summary_table
 
-    print(format_summary(args.store))
+    frame = summary_table(args.store)
+    print(format_summary(args.store, frame))
     if args.csv:
-        summary_table(args.store).to_csv(args.csv)
+        frame.to_csv(args.csv)
+    if args.plots:  # the per-fit plots in the same process: one start-up and one store read per fit
+        _plot(args.store, args.plots, args.formats)
+
+
+def _plot(store, out, formats_text: str) -> list:
+    formats = [f.strip() for f in formats_text.split(",") if f.strip()]
+    unknown = sorted(set(formats) - {"png", "svg", "pdf"}) or ([] if formats else ["(none)"])
+    if unknown:
+        raise VlbiError(f"--formats: {', '.join(unknown)} not supported; use a comma list of png, svg, pdf")
+    _enable_compilation_cache()  # the model image program is the same for every fit of a model
+    from .plots import plot_fit
+
+    return plot_fit(store, out, formats=formats)
 
 
 def cmd_gather(args):
@@ -167,13 +181,7 @@ def cmd_gather(args):
 
 
 def cmd_plot(args):
-    from .plots import plot_fit
-
-    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    unknown = sorted(set(formats) - {"png", "svg", "pdf"}) or ([] if formats else ["(none)"])
-    if unknown:
-        raise VlbiError(f"--formats: {', '.join(unknown)} not supported; use a comma list of png, svg, pdf")
-    for path in plot_fit(args.store, args.out, formats=formats):
+    for path in _plot(args.store, args.out, args.formats):
         print(path)
 
 
@@ -238,7 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("summary", help="print a fit store's parameters, convergence and goodness of fit")
     p.add_argument("store")
-    p.add_argument("--csv")
+    p.add_argument("--csv", help="also write the parameter table as CSV here")
+    p.add_argument("--plots", metavar="DIR", help="also write the per-fit plots (as `vlbicore plot`) into DIR")
+    p.add_argument("--formats", default="png,svg", help="image formats with --plots (default png,svg)")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("gather", help="gather fit stores into cross-epoch tables (xarray + Dask)")

@@ -125,5 +125,6 @@ def run_fit(data_path, settings: dict, out, *, epoch: str | None = None, overwri
         attrs=attrs,
         uv=(obs.u, obs.v),
         overwrite=overwrite,
+        variable_attrs=model.variable_attrs(),
     )
     return pathlib.Path(path)

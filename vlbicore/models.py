@@ -44,13 +44,14 @@ class Param:
     description: str
     low: float
     high: float
+    period: float | None = None  # angles: statistics of the draws are circular with this period
 
     def renamed(self, name: str) -> "Param":
         return replace(self, name=name)
 
 
-def _p(name, unit, description, low, high):
-    return Param(name, unit, description, float(low), float(high))
+def _p(name, unit, description, low, high, period=None):
+    return Param(name, unit, description, float(low), float(high), period)
 
 
 # The default prior boxes, chosen for EHT-scale sources (M87*, Sgr A*); override with spec "priors".
@@ -64,14 +65,15 @@ ALPHA = _p("alpha", "µas", "FWHM of the circular Gaussian blurring kernel (ring
 FWHM = _p("FWHM", "µas", "full width at half maximum", 0.0, 150.0)
 FWHM_MAJ = _p("FWHM_maj", "µas", "FWHM along the major axis", 0.0, 150.0)
 FWHM_MIN = _p("FWHM_min", "µas", "FWHM along the minor axis", 0.0, 150.0)
-PA = _p("PA", "rad", "position angle of the major axis, East of North", 0.0, math.pi)
+PA = _p("PA", "rad", "position angle of the major axis, East of North", 0.0, math.pi, period=math.pi)
 FR = _p("fr", "1", "inner disk radius as a fraction of the outer radius", 0.0, 0.95)
 FO = _p("fo", "1", "inner disk offset as a fraction of the maximal offset r (1 - fr)", 0.0, 1.0)
 FF = _p("ff", "1", "inner disk brightness as a fraction of the outer disk brightness", 0.0, 1.0)
-PHI = _p("phi", "rad", "position angle of the inner disk offset, East of North", 0.0, 2.0 * math.pi)
+PHI = _p("phi", "rad", "position angle of the inner disk offset, East of North", 0.0, 2.0 * math.pi, period=2 * math.pi)
 STRETCH = _p("stretch", "1", "stretch factor along stretch_PA (1 = none)", 1.0, 3.0)
-STRETCH_PA = _p("stretch_PA", "rad", "position angle of the stretch axis, East of North", 0.0, math.pi)
-ROTATION = _p("rotation", "rad", "rotation of the image, East of North (counter-clockwise on the sky)", 0.0, 2 * math.pi)
+STRETCH_PA = _p("stretch_PA", "rad", "position angle of the stretch axis, East of North", 0.0, math.pi, period=math.pi)
+ROTATION = _p("rotation", "rad", "rotation of the image, East of North (counter-clockwise on the sky)", 0.0, 2 * math.pi,
+               period=2 * math.pi)
 BLUR = _p("blur", "µas", "FWHM of the circular Gaussian convolving kernel", 0.0, 100.0)
 
 
@@ -595,6 +597,16 @@ class SkyModel:
                     out[f"{prefix}brightness_PA"] = jnp.arctan2(-im, re)
         return out
 
+    def variable_attrs(self) -> dict[str, dict]:
+        """Units of every posterior variable (free and derived), and the period of the angles, for the store."""
+        out = {q.name: {"units": q.unit, **({"period": q.period} if q.period else {})} for q in self.params}
+        for prefix, order in _mring_orders(self.component):
+            for k in range(1, order + 1):
+                out[f"{prefix}beta{k}_abs"] = {"units": "1"}
+                out[f"{prefix}beta{k}_arg"] = {"units": "rad", "period": 2 * math.pi}
+            out[f"{prefix}brightness_PA"] = {"units": "rad", "period": 2 * math.pi}
+        return out
+
     def image(self, p: Mapping[str, Any], fov_uas: float = 160.0, npix: int = 128, blur_uas: float | None = None):
         """Model image for plots: (x_uas, y_uas, image) with image[iy, ix] in Jy per pixel.
 
@@ -611,7 +623,11 @@ class SkyModel:
         k = np.arange(npix) - npix // 2                      # uv and sky index, centre at npix // 2
         freq = k / (npix * _uas(pixel))                      # λ
         uu, vv = np.meshgrid(freq, freq)                     # [iv, iu]
-        vis = np.asarray(self.visibility(p, uu, vv)) * np.asarray(_gaussian_taper(blur, np.hypot(uu, vv)))
+        # one compiled call with everything as arguments: the program depends only on the model's structure,
+        # so the persistent compilation cache serves every later plot of the same model (eager evaluation
+        # compiled dozens of primitives, ~1 s per plot)
+        tapered = jax.jit(lambda p, uu, vv, blur: self.visibility(p, uu, vv) * _gaussian_taper(blur, jnp.hypot(uu, vv)))
+        vis = np.asarray(tapered({k: np.asarray(x) for k, x in p.items()}, uu, vv, np.asarray(blur)))
         # I(x_j) = Σ_k V(u_k) exp(-2πi u_k x_j) / N² with u_k x_j = k j / N: numpy's forward FFT.
         img = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(vis))).real / npix**2
         offsets = k * pixel

@@ -37,7 +37,8 @@ def save_figure(fig: Figure, out_dir: Path, stem: str, formats: Iterable[str] = 
     paths = []
     for fmt in formats:
         path = out_dir / f"{stem}.{fmt}"
-        fig.savefig(path, dpi=110 if fmt == "png" else None, bbox_inches="tight")
+        # every builder lays its figure out (tight_layout): bbox_inches="tight" would draw it twice
+        fig.savefig(path, dpi=110 if fmt == "png" else None)
         paths.append(path)
     plt.close(fig)
     return paths
@@ -108,6 +109,7 @@ def corner_figure(tree: xr.DataTree, max_params: int = MAX_CORNER_PARAMS) -> Fig
                 ax.set_xticklabels([])
             ax.tick_params(labelsize=6)
     fig.suptitle(_title(tree), fontsize=10)
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.07, top=0.94, wspace=0.15, hspace=0.15)
     return fig
 
 

@@ -57,12 +57,19 @@ def hdi(samples: np.ndarray, prob: float = HDI_PROB) -> tuple[float, float]:
     return float(x[start]), float(x[start + width])
 
 
-def draw_statistics(samples: np.ndarray, prob: float = HDI_PROB) -> dict[str, float]:
-    """Mean, sd, median and HDI of one parameter's draws (any shape, NaNs ignored)."""
+def draw_statistics(samples: np.ndarray, prob: float = HDI_PROB, period: float | None = None) -> dict[str, float]:
+    """Mean, sd, median and HDI of one parameter's draws (any shape, NaNs ignored).
+
+    Angles (``period`` given, e.g. 2π) are summarised on the circle: the draws are unwrapped around their
+    circular mean, so a posterior straddling ±π (or 0/π for an axis) gets one contiguous HDI, which may
+    extend past the nominal range (e.g. [3.0, 3.3] rad), instead of a spurious interval spanning the circle.
+    """
     x = np.asarray(samples, dtype=np.float64).ravel()
     x = x[np.isfinite(x)]
     if x.size == 0:
         return {"mean": math.nan, "sd": math.nan, "median": math.nan, "hdi_low": math.nan, "hdi_high": math.nan}
+    if period:
+        x = unwrap_around_circular_mean(x, period)
     low, high = hdi(x, prob)
     return {
         "mean": float(np.mean(x)),
@@ -71,6 +78,16 @@ def draw_statistics(samples: np.ndarray, prob: float = HDI_PROB) -> dict[str, fl
         "hdi_low": low,
         "hdi_high": high,
     }
+
+
+def unwrap_around_circular_mean(x: np.ndarray, period: float) -> np.ndarray:
+    """Angles mapped into one period centred on their circular mean; the mean itself is put on the branch
+    of the smallest draw, so values stay near the parameter's own range (e.g. [0, π) for an axis PA)."""
+    phase = 2 * np.pi * x / period
+    centre = np.arctan2(np.mean(np.sin(phase)), np.mean(np.cos(phase))) * period / (2 * np.pi)
+    if centre < np.min(x):
+        centre += period * np.ceil((np.min(x) - centre) / period)
+    return centre + (x - centre + period / 2) % period - period / 2
 
 
 # --------------------------------------------------------------------------------------------------
@@ -184,12 +201,19 @@ def build_fit_tree(
     diagnostics: Mapping[str, Any],
     attrs: Mapping[str, Any],
     uv=None,
+    variable_attrs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> xr.DataTree:
-    """The in-memory DataTree that :func:`write_fit_store` writes (groups and dims as in the contract)."""
+    """The in-memory DataTree that :func:`write_fit_store` writes (groups and dims as in the contract).
+    ``variable_attrs``: per posterior variable, e.g. ``{"units": "rad", "period": π}`` (angles get circular
+    summaries)."""
     if not posterior:
         raise VlbiError("posterior: no parameters given; a fit store needs at least one posterior variable")
+    posterior_ds = _sample_dataset("posterior", posterior, extra_dim=False)
+    for name, extra in (variable_attrs or {}).items():
+        if name in posterior_ds:
+            posterior_ds[name].attrs.update(extra)
     groups = {
-        "posterior": _sample_dataset("posterior", posterior, extra_dim=False),
+        "posterior": posterior_ds,
         "sample_stats": _sample_dataset("sample_stats", sample_stats, extra_dim=False),
         "log_likelihood": _sample_dataset("log_likelihood", log_likelihood, extra_dim=True),
         "observed_data": _observed_dataset(observed_data, uv),
@@ -278,6 +302,7 @@ def write_fit_store(
     attrs: Mapping[str, Any],
     uv=None,
     overwrite: bool = False,
+    variable_attrs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
     """Write one fit as an ArviZ-compatible Zarr store at ``path``, atomically; returns the path.
 
@@ -285,7 +310,8 @@ def write_fit_store(
     kind -> (chain, draw, n); ``observed_data``: kind -> {values, sigma, time, label, uvdist};
     ``diagnostics``: {rhat, ess_bulk, ess_tail: {param: float}, reduced_chi2, n_data: {kind: number},
     modes: [{lp, values: {param: float}, chains}]}; ``attrs``: root attributes (dict/list -> JSON string);
-    ``uv``: (u, v) in λ for coverage plots. An existing ``path`` is refused unless ``overwrite``.
+    ``uv``: (u, v) in λ for coverage plots; ``variable_attrs``: units and angle periods of posterior
+    variables. An existing ``path`` is refused unless ``overwrite``.
     """
     path = Path(path)
     if path.exists() and not overwrite:
@@ -301,6 +327,7 @@ def write_fit_store(
         diagnostics=diagnostics,
         attrs=attrs,
         uv=uv,
+        variable_attrs=variable_attrs,
     )
     remove_stale_temps(path)
     temp = _temp_path(path, "tmp")
@@ -460,7 +487,7 @@ def parameter_statistics(tree: xr.DataTree) -> dict[str, dict[str, float]]:
                 stored[key] = dict(zip(names, np.asarray(diag[key].values, dtype=np.float64).tolist()))
     out = {}
     for name in parameter_names(tree):
-        stats = draw_statistics(np.asarray(posterior[name].values))
+        stats = draw_statistics(np.asarray(posterior[name].values), period=posterior[name].attrs.get("period"))
         for key in ("rhat", "ess_bulk", "ess_tail"):
             stats[key] = stored.get(key, {}).get(name, math.nan)
         out[name] = stats
@@ -485,9 +512,10 @@ def summary_table(path) -> pd.DataFrame:
     return frame
 
 
-def format_summary(path) -> str:
-    """The text ``vlbicore summary`` prints: provenance, convergence verdict, χ², modes, parameter table."""
-    frame = summary_table(path)
+def format_summary(path, frame: pd.DataFrame | None = None) -> str:
+    """The text ``vlbicore summary`` prints: provenance, convergence verdict, χ², modes, parameter table
+    (``frame``: the store's :func:`summary_table`, when the caller has it already)."""
+    frame = summary_table(path) if frame is None else frame
     a = frame.attrs
     lines = [
         f"store:     {Path(path)}",

@@ -83,7 +83,6 @@ RESOURCE_DEFAULTS = {
     "prepare": {"threads": 1, "mem_mb": 2000, "runtime": 10},
     "fit": {"threads": 2, "mem_mb": 4000, "runtime": 60, "gpu": 0},
     "summary": {"threads": 1, "mem_mb": 2000, "runtime": 10},
-    "plot_fit": {"threads": 1, "mem_mb": 2000, "runtime": 10},
     "gather": {"threads": 2, "mem_mb": 8000, "runtime": 30},
     "report": {"threads": 1, "mem_mb": 4000, "runtime": 15},
 }

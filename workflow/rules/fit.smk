@@ -46,7 +46,9 @@ rule fit:
 
 
 rule summary:
-    """Parameter table (CSV, in the Snakemake report) and the printed summary of one fit."""
+    """Parameter table (CSV, in the Snakemake report), the printed summary, and the trace, corner, model
+    image, residual and uv-coverage plots (PNG) of one fit: one job, so one Python start-up and one store
+    read per fit (these were two jobs; the start-ups were a third of the campaign's non-fit time)."""
     input:
         store=f"{RESULTS}/fits/{{epoch}}/{{model}}.zarr",
     output:
@@ -58,24 +60,6 @@ rule summary:
             labels={"epoch": "{epoch}", "model": "{model}"},
         ),
         text=f"{RESULTS}/summary/{{epoch}}/{{model}}.txt",
-    params:
-        vlbicore_version=VLBICORE_VERSION,
-    log:
-        "logs/summary/{epoch}/{model}.log",
-    benchmark:
-        "benchmarks/summary/{epoch}/{model}.tsv"
-    threads: rule_threads("summary")
-    resources:
-        **rule_resources("summary"),
-    shell:
-        "{PYTHON:q} -m vlbicore summary {input.store:q} --csv {output.table:q} > {output.text:q} 2> {log:q}"
-
-
-rule plot_fit:
-    """Trace, corner, model image, residual and uv-coverage plots (PNG) of one fit."""
-    input:
-        store=f"{RESULTS}/fits/{{epoch}}/{{model}}.zarr",
-    output:
         plots=report(
             directory(f"{RESULTS}/plots/{{epoch}}/{{model}}"),
             patterns=["{name}.png"],
@@ -87,12 +71,13 @@ rule plot_fit:
     params:
         vlbicore_version=VLBICORE_VERSION,
     log:
-        "logs/plot_fit/{epoch}/{model}.log",
+        "logs/summary/{epoch}/{model}.log",
     benchmark:
-        "benchmarks/plot_fit/{epoch}/{model}.tsv"
-    threads: rule_threads("plot_fit")
+        "benchmarks/summary/{epoch}/{model}.tsv"
+    threads: rule_threads("summary")
     resources:
-        **rule_resources("plot_fit"),
+        **rule_resources("summary"),
     shell:
         # PNG only: the reports embed PNGs, and SVGs would double the plotting time of a campaign
-        "{PYTHON:q} -m vlbicore plot {input.store:q} --formats png --out {output.plots:q} > {log:q} 2>&1"
+        "{PYTHON:q} -m vlbicore summary {input.store:q} --csv {output.table:q} --plots {output.plots:q}"
+        " --formats png > {output.text:q} 2> {log:q}"
