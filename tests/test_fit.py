@@ -80,6 +80,17 @@ def test_summary_writes_table_and_plots_in_one_call(m87_store, tmp_path):
     assert all(p.stat().st_size > 5000 for p in (tmp_path / "plots").glob("*.png"))
 
 
+def test_float32_fit_finds_the_same_ring(tmp_path):
+    """--dtype float32 (JAX without x64, as on most GPUs): same mode, same diameter."""
+    out = tmp_path / "f32.zarr"
+    vlbicore_cli("fit", m87_file(101, "lo"), "--model", "thick_mring", "--order", 1, "--products", "cphase,lcamp",
+                 "--chains", 2, "--warmup", 200, "--samples", 200, "--starts", 16, "--dtype", "float32",
+                 "--out", out, "--quiet")
+    tree = xr.open_datatree(out, engine="zarr")
+    assert json.loads(tree.attrs["sampler"])["dtype"] == "float32"
+    assert 40.0 < float(tree["posterior"].ds["d"].median()) < 44.0
+
+
 def test_existing_store_is_refused_unless_overwrite(m87_store):
     proc = vlbicore_cli("fit", m87_file(101, "lo"), "--model", "ring", "--out", m87_store, check=False)
     assert proc.returncode == 2

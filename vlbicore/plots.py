@@ -341,7 +341,7 @@ def loo_figure(loo: pd.DataFrame, fits: pd.DataFrame) -> Figure:
 
 
 def overview_figure(fits: pd.DataFrame, loo: pd.DataFrame, problems: pd.DataFrame | None = None) -> Figure:
-    """Epoch × model grid: green converged, red not, grey missing; ★ marks each epoch's LOO winner."""
+    """Epoch × model grid: green converged, red not, grey missing; a star marks each epoch's LOO winner."""
     positions = _epoch_positions(fits)
     models = sorted(fits["model"].unique())
     grid = np.full((len(models), len(positions)), np.nan)
@@ -353,14 +353,15 @@ def overview_figure(fits: pd.DataFrame, loo: pd.DataFrame, problems: pd.DataFram
     winners = loo[loo["rank"] == 0] if len(loo) else loo
     for _, r in winners.iterrows():
         if r["epoch"] in positions and r["model"] in models:
-            ax.text(positions[r["epoch"]], models.index(r["model"]), "★", ha="center", va="center", fontsize=12)
+            # a marker, not a ★ glyph: the default fonts of many installs lack it
+            ax.plot(positions[r["epoch"]], models.index(r["model"]), marker="*", color="k", ms=11, ls="none")
     ax.set_xticks(range(len(positions)))
     ax.set_xticklabels(list(positions), rotation=45, ha="right", fontsize=7)
     ax.set_yticks(range(len(models)))
     ax.set_yticklabels(models, fontsize=8)
     n_bad = int((~fits["converged"].astype(bool)).sum())
     n_problems = 0 if problems is None else len(problems)
-    ax.set_title(f"{len(fits)} fits, {n_bad} not converged (red), {n_problems} problem(s) reported; ★ = LOO preferred",
+    ax.set_title(f"{len(fits)} fits, {n_bad} not converged (red), {n_problems} problem(s) reported; * = LOO preferred",
                  fontsize=9)
     fig.tight_layout()
     return fig
