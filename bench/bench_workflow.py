@@ -13,6 +13,7 @@
     python bench/bench_workflow.py dag --epochs 200
     python bench/bench_workflow.py fanout --cores 2
     python bench/bench_workflow.py demo --cores 2 --keep /tmp/demo-run
+    python bench/bench_workflow.py demo --demo-epochs 2 --warmup 1000 --samples 2000   # the talk's draws
 
 Prints one JSON object per benchmark.
 """
@@ -66,13 +67,18 @@ def benchmark_seconds(directory: pathlib.Path) -> dict[str, float]:
     return seconds
 
 
-def bench_demo(cores: int, keep: pathlib.Path | None) -> dict:
-    """The demo campaign end to end; workflow wall time vs the sum of its fits' times."""
+def bench_demo(cores: int, keep: pathlib.Path | None, epochs: int | None = None,
+               draws: tuple[int, int] | None = None) -> dict:
+    """The demo campaign end to end; workflow wall time vs the sum of its fits' times. ``epochs``: only the
+    first N epochs; ``draws``: (warmup, samples) instead of the demo's short settings."""
     workdir = keep or pathlib.Path(tempfile.mkdtemp(prefix="vlbicore-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     campaign = yaml.safe_load(DEMO_CONFIG.read_text())
+    campaign["epochs"] = campaign["epochs"][:epochs] if epochs else campaign["epochs"]
     for epoch in campaign["epochs"]:
         epoch["uvfits"] = str(REPO / epoch["uvfits"])
+    if draws:
+        campaign["sampler"].update(warmup=draws[0], samples=draws[1])
     (workdir / "config.yaml").write_text(yaml.safe_dump(campaign, sort_keys=False))
 
     wall, _ = snakemake(workdir, cores=cores)
@@ -83,6 +89,8 @@ def bench_demo(cores: int, keep: pathlib.Path | None) -> dict:
     return {
         "benchmark": "demo campaign end to end",
         "workdir": str(workdir),
+        "epochs": len(campaign["epochs"]),
+        "warmup_samples": [campaign["sampler"]["warmup"], campaign["sampler"]["samples"]],
         "cores": cores,
         "fits": sum(name.startswith("fit/") for name in jobs),
         "jobs": len(jobs) + 1,  # + rule all (no benchmark)
@@ -177,6 +185,9 @@ def main(argv=None) -> None:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=1000, help="epochs of the synthetic DAG campaign")
     parser.add_argument("--keep", type=pathlib.Path, help="run the demo here and keep it (default: temp dir)")
+    parser.add_argument("--demo-epochs", type=int, help="demo: only the first N epochs")
+    parser.add_argument("--warmup", type=int, help="demo: warmup draws instead of the config's")
+    parser.add_argument("--samples", type=int, help="demo: samples instead of the config's")
     args = parser.parse_args(argv)
     if args.which in ("all", "dag"):
         print(json.dumps(bench_dag(args.epochs, args.cores)), flush=True)
@@ -184,7 +195,8 @@ def main(argv=None) -> None:
         cores = sorted({1, args.cores})
         print(json.dumps(bench_fanout([1, 2, 4, 8], cores)), flush=True)
     if args.which in ("all", "demo"):
-        print(json.dumps(bench_demo(args.cores, args.keep)), flush=True)
+        draws = (args.warmup, args.samples) if args.warmup and args.samples else None
+        print(json.dumps(bench_demo(args.cores, args.keep, args.demo_epochs, draws)), flush=True)
 
 
 if __name__ == "__main__":
