@@ -4,13 +4,21 @@ The pipeline of :func:`fit`:
 
 1. **Modes first.** Geometric-model posteriors are multimodal (an m-ring fitted to M87* closures has a
    d ≈ 42 µas and a d ≈ 64 µas mode; a chain started in the wrong one never leaves). A batch of prior
-   draws is optimised at once (``vmap`` of Adam in the unconstrained space), the end points are grouped
-   into modes, and every mode is recorded with its log posterior.
-2. **NUTS from the best mode**, with NumPyro's functional ``hmc`` kernel. Chains run in parallel over all
-   local devices (``shard_map`` over a one-axis mesh); more chains than devices are vectorised (``vmap``)
-   within each device; ``vectorized`` and ``sequential`` methods run everything on one device.
+   draws is optimised at once (Adam in the unconstrained space, every step one call of a vmapped
+   gradient program), the end points are grouped into modes, and every mode is recorded with its log
+   posterior.
+2. **NUTS from the best mode**, with NumPyro's functional ``hmc`` kernel, its mass matrix started from
+   the curvature there. Chains run in parallel over all local devices (``shard_map`` over a one-axis
+   mesh); more chains than devices form a block per device, vectorised (``vmap``) on GPUs and run one
+   after another inside the compiled program on CPUs (faster there); the ``vectorized`` and
+   ``sequential`` methods run everything on one device.
 3. **Diagnostics** (R-hat, bulk/tail ESS, divergences, tree-depth hits, chain agreement) give the
    ``converged`` flag; goodness of fit is the reduced χ² per product at the posterior median.
+
+On a CPU, compilation is most of a short fit's wall time, so the fit compiles few programs and overlaps
+them with work (see docs/architecture.md): one :class:`BatchGradient` program serves the optimiser,
+the hill-valley test, the curvature, the NUTS initial states and the post-processing; the NUTS segment
+program compiles in a background thread during the mode search.
 
 Parameters live in a box prior per parameter; the sampler works on ``z = logit((x − low)/(high − low))``.
 """
@@ -279,20 +287,6 @@ def diagonal_variance(batch: BatchGradient, z) -> np.ndarray:
     return np.clip(variance, 1e-12, 1.0)
 
 
-class _CompiledAhead:
-    """A jitted function compiled in a background thread while the caller does other work.
-
-    XLA compilation releases the GIL, so the NUTS and post-processing programs compile while the mode
-    search runs; calling the object waits for the compiled executable.
-    """
-
-    def __init__(self, jitted, specs, pool: Executor):
-        self._future = pool.submit(lambda: jitted.lower(*specs).compile())
-
-    def __call__(self, *args):
-        return self._future.result()(*args)
-
-
 # --------------------------------------------------------------------------------------------------
 # Stage 2: chain-parallel NUTS
 
@@ -328,8 +322,8 @@ class _NutsRunner:
 
     The initial state comes from values and gradients the caller computed already (so the init program
     holds no model and compiles in a fraction of a second), with a diagonal inverse mass matrix per
-    chain. ``compile_ahead`` compiles the init and segment programs in a background thread (they
-    depend only on shapes), so that compilation overlaps the mode search.
+    chain. ``compile_ahead`` compiles the segment program in a background thread (it depends only on
+    shapes), so that its compilation overlaps the mode search.
     """
 
     def __init__(self, log_post, settings: SamplerSettings, devices: list):
