@@ -117,3 +117,23 @@ def test_sampler_settings_name_the_bad_field():
         SamplerSettings(target_accept=1.5)
     with pytest.raises(VlbiError, match="unknown setting"):
         SamplerSettings.from_dict({"chain": 4})
+
+
+def test_angle_spanning_its_whole_box_has_a_circular_median_and_no_edge():
+    """A crescent's phi in [0, 2π) near 0: draws at both ends of the box are one posterior, not an edge."""
+    from vlbicore.inference import posterior_median, prior_edge_warnings
+
+    box = Box(("phi", "d"), np.array([0.0, 0.0]), np.array([2 * np.pi, 100.0]))
+    rng = np.random.default_rng(0)
+    phi = (-0.01 + 0.05 * rng.normal(size=4000)) % (2 * np.pi)  # just below 0: most draws near 2π
+    values = np.stack([phi, 50 + rng.normal(size=4000)], axis=1)
+    median = posterior_median(box, values, {"phi": 2 * np.pi})
+    assert 0 <= median["phi"] < 2 * np.pi
+    def error(angle):  # distance to the true -0.01 on the circle
+        return abs(np.angle(np.exp(1j * (angle + 0.01))))
+
+    assert error(median["phi"]) < 0.005
+    assert error(np.median(phi)) > 0.05  # the linear median is pulled off by the draws wrapped to ~0
+    best = np.array([0.001, 50.0])
+    assert prior_edge_warnings(box, best, values[0], {"phi": 2 * np.pi}) == []
+    assert any(w.startswith("phi:") for w in prior_edge_warnings(box, best))  # without the period: an edge

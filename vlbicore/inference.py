@@ -39,6 +39,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from scipy.special import expit
 
+from .angles import unwrap_around_circular_mean
 from .diagnostics import convergence_verdict, parameter_diagnostics
 from .errors import VlbiError
 from .likelihood import product_terms, reduced_chi_squared_of
@@ -484,14 +485,40 @@ def _assign_chains_to_modes(chain_means: np.ndarray, modes: list[dict], box: Box
     return counts
 
 
-def prior_edge_warnings(box: Box, best: np.ndarray, median: np.ndarray | None = None, margin: float = 0.005) -> list[str]:
+def _wraps_around(box: Box, i: int, periods: Mapping[str, float]) -> bool:
+    """An angle whose prior box is one whole period: its two edges are the same point on the circle."""
+    period = periods.get(box.names[i])
+    return bool(period) and abs((box.high[i] - box.low[i]) - period) < 1e-9 * period
+
+
+def posterior_median(box: Box, values: np.ndarray, periods: Mapping[str, float]) -> dict[str, float]:
+    """Median of every parameter's draws (``values``: draws × params); an angle whose box is a whole
+    period gets its circular median, put back inside the box (a posterior straddling 0/2π has its linear
+    median on the far side of the circle)."""
+    out = {}
+    for i, name in enumerate(box.names):
+        x = values[:, i]
+        if _wraps_around(box, i, periods):
+            period = periods[name]
+            x = unwrap_around_circular_mean(x, period)
+            out[name] = float(box.low[i] + (np.median(x) - box.low[i]) % period)
+        else:
+            out[name] = float(np.median(x))
+    return out
+
+
+def prior_edge_warnings(box: Box, best: np.ndarray, median: np.ndarray | None = None,
+                        periods: Mapping[str, float] | None = None, margin: float = 0.005) -> list[str]:
     """Parameters whose best value, or posterior median, sits on the edge of its prior box: the prior may
     exclude what the data prefer (m-ring coefficients on the edge are a warning too: the asymmetry
-    saturates). The optimiser may stop just short of an edge the posterior then piles up against."""
+    saturates). The optimiser may stop just short of an edge the posterior then piles up against. Angles
+    whose box is a whole period have no edge."""
     width = box.high - box.low
     out = []
     points = [("best fit", best)] + ([("posterior median", median)] if median is not None else [])
     for i, (name, lo, hi, w) in enumerate(zip(box.names, box.low, box.high, width)):
+        if _wraps_around(box, i, periods or {}):
+            continue
         for label, values in points:
             x = values[i]
             if x - lo < margin * w or hi - x < margin * w:
@@ -510,6 +537,7 @@ def fit(products, model, settings: SamplerSettings, *, amp_likelihood: str = "ga
         jax.config.update("jax_enable_x64", True)
     box = Box.of(model)
     n_params = len(box.names)
+    periods = {q.name: q.period for q in model.params if q.period}
     terms = product_terms(products, products.obs, amp_likelihood=amp_likelihood)
     u, v = jnp.asarray(products.obs.u), jnp.asarray(products.obs.v)
 
@@ -557,7 +585,7 @@ def fit(products, model, settings: SamplerSettings, *, amp_likelihood: str = "ga
     t1 = time.perf_counter()
     n_chain, n_draw = draws["lp"].shape
     z_flat = np.asarray(draws["z"].reshape(n_chain * n_draw, -1), np.float64)
-    median = dict(zip(box.names, np.median(box.to_values(z_flat), axis=0)))
+    median = posterior_median(box, box.to_values(z_flat), periods)
     # one more row, at the posterior median, gives the goodness-of-fit predictions in the same pass
     z_median = box.to_unconstrained(np.array([median[k] for k in box.names]))
     _, _, out = batch(np.concatenate([z_flat, z_median[None, :]]), aux=True)
@@ -585,7 +613,7 @@ def fit(products, model, settings: SamplerSettings, *, amp_likelihood: str = "ga
     }
     diag = parameter_diagnostics({k: posterior[k] for k in box.names})
     verdict = convergence_verdict(diag, sample_stats["diverging"], sample_stats["lp"])
-    verdict["warnings"] = prior_edge_warnings(box, modes[0]["_x"], np.array([median[k] for k in box.names]))
+    verdict["warnings"] = prior_edge_warnings(box, modes[0]["_x"], np.array([median[k] for k in box.names]), periods)
     verdict["warmup_divergences"] = warm_stats["warmup_divergences"]
     verdict["max_treedepth_fraction"] = float(np.mean(sample_stats["reached_max_treedepth"]))
     chain_means = np.stack([posterior[k].mean(axis=1) for k in box.names], axis=1)

@@ -30,6 +30,7 @@ import pandas as pd
 import xarray as xr
 
 from vlbicore import SCHEMA_VERSION, __version__
+from vlbicore.angles import unwrap_around_circular_mean
 from vlbicore.errors import VlbiError
 
 REQUIRED_GROUPS = ("posterior", "sample_stats", "log_likelihood", "observed_data", "diagnostics")
@@ -78,16 +79,6 @@ def draw_statistics(samples: np.ndarray, prob: float = HDI_PROB, period: float |
         "hdi_low": low,
         "hdi_high": high,
     }
-
-
-def unwrap_around_circular_mean(x: np.ndarray, period: float) -> np.ndarray:
-    """Angles mapped into one period centred on their circular mean; the mean itself is put on the branch
-    of the smallest draw, so values stay near the parameter's own range (e.g. [0, π) for an axis PA)."""
-    phase = 2 * np.pi * x / period
-    centre = np.arctan2(np.mean(np.sin(phase)), np.mean(np.cos(phase))) * period / (2 * np.pi)
-    if centre < np.min(x):
-        centre += period * np.ceil((np.min(x) - centre) / period)
-    return centre + (x - centre + period / 2) % period - period / 2
 
 
 # --------------------------------------------------------------------------------------------------
