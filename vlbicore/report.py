@@ -61,7 +61,7 @@ def _table(frame: pd.DataFrame, *, bad: pd.Series | None = None, best: pd.Series
 
 
 def _linked_plot_section(fits: pd.DataFrame, out_dir: Path, plots_dir: Path) -> str:
-    """Per-fit plots already rendered (the workflow's plot_fit rule: ``plots_dir/<epoch>/<model>/*.png``)."""
+    """Per-fit plots already rendered (the workflow's summary rule: ``plots_dir/<epoch>/<model>/*.png``)."""
     parts = ["<h2>Per-fit plots</h2>"]
     for _, r in fits.iterrows():
         label = f"{html.escape(str(r['epoch']))} · {html.escape(str(r['model']))}"
