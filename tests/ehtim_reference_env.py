@@ -60,26 +60,16 @@ def ensure_venv(timeout_s: float = 900.0) -> pathlib.Path:
 _RUNNER = r'''
 import contextlib, io, json, sys, warnings
 warnings.simplefilter("ignore")
+sys.path.insert(0, sys.argv[3])  # tests/data: the reference generator's conversion and sampling
 with contextlib.redirect_stdout(io.StringIO()):
     import numpy as np
-    import ehtim as eh
-UAS = np.pi / 180 / 3600 / 1e6
-SIZE_KEYS = {"d", "alpha", "FWHM", "FWHM_maj", "FWHM_min", "x0", "y0"}
+    from make_ehtim_reference import sample
 job = json.load(open(sys.argv[1]))
 u, v = np.asarray(job["u"], float), np.asarray(job["v"], float)
 out = []
 for case in job["cases"]:
-    kw = {}
-    for k, val in case["params"].items():
-        if k in SIZE_KEYS:
-            kw[k] = val * UAS
-        elif k == "beta_list":
-            kw[k] = [complex(a, b) for a, b in val]
-        else:
-            kw[k] = val
     with contextlib.redirect_stdout(io.StringIO()):
-        m = getattr(eh.model.Model(), "add_" + case["type"])(**kw)
-        vis = np.asarray(eh.model.sample_1model_uv(u, v, m.models[0], m.params[0]), dtype=complex)
+        vis = sample(case["type"], case["params"], u, v)
     out.append({"re": vis.real.tolist(), "im": vis.imag.tolist()})
 json.dump(out, open(sys.argv[2], "w"))
 '''
@@ -96,7 +86,8 @@ def ehtim_sample_uv(cases, u, v, timeout_s: float = 300.0) -> list[np.ndarray]:
         (tmp / "runner.py").write_text(_RUNNER)
         job = {"u": np.asarray(u, float).tolist(), "v": np.asarray(v, float).tolist(), "cases": list(cases)}
         (tmp / "job.json").write_text(json.dumps(job))
-        proc = subprocess.run([str(python), str(tmp / "runner.py"), str(tmp / "job.json"), str(tmp / "out.json")],
+        proc = subprocess.run([str(python), str(tmp / "runner.py"), str(tmp / "job.json"), str(tmp / "out.json"),
+                               str(REPO / "tests" / "data")],
                               capture_output=True, text=True, timeout=timeout_s)
         if proc.returncode != 0:
             raise RuntimeError(f"ehtim reference run failed: {proc.stderr.strip()[-2000:]}")
