@@ -284,7 +284,9 @@ def diagonal_variance(batch: BatchGradient, z) -> np.ndarray:
     shifts = h * np.eye(n)
     _, grads = batch(np.concatenate([z + shifts, z - shifts]))
     curvature = -(np.diag(grads[:n]) - np.diag(grads[n:])) / (2 * h)
-    variance = np.where(np.isfinite(curvature) & (curvature > 0), 1.0 / np.where(curvature > 0, curvature, 1.0), 1.0)
+    variance = np.ones(n)  # NumPyro's default where the curvature says nothing (not a maximum, not finite)
+    usable = np.isfinite(curvature) & (curvature > 0)
+    variance[usable] = 1.0 / curvature[usable]
     return np.clip(variance, 1e-12, 1.0)
 
 

@@ -167,15 +167,15 @@ def make_log_likelihood(products: Mapping, model, *, amp_likelihood: str = "gaus
     return loglike, pointwise
 
 
-def chi_squared_of(products: Mapping, predictions: Mapping) -> dict[str, tuple[float, int]]:
-    """χ² and number of data per product, from the model ``predictions`` (kind -> predicted values).
+def chi_squared_of(products: Mapping, predicted: Mapping) -> dict[str, tuple[float, int]]:
+    """χ² and number of data per product, from the model's ``predicted`` values (kind -> array).
 
     Closure phases use the wrap-safe form Σ 2(1 − cos Δ)/σ² (EHT convention); with a covariance every
     product uses the whitened residuals, so correlated closures are not double counted. Plain NumPy.
     """
     out = {}
     for kind, product in products.items():
-        pred = np.asarray(predictions[kind])
+        pred = np.asarray(predicted[kind])
         values = np.asarray(product.values)
         if kind == "vis":
             r = np.concatenate([pred.real - values.real, pred.imag - values.imag])
@@ -215,9 +215,9 @@ def chi_squared(products: Mapping, model, p) -> dict[str, tuple[float, int]]:
     return chi_squared_of(products, predictions(products, model, p))
 
 
-def reduced_chi_squared_of(products: Mapping, predictions: Mapping) -> dict[str, tuple[float, int]]:
-    """Reduced χ² (χ²/N) and N per product kind, from model predictions."""
-    return {kind: (chi2 / max(n, 1), n) for kind, (chi2, n) in chi_squared_of(products, predictions).items()}
+def reduced_chi_squared_of(products: Mapping, predicted: Mapping) -> dict[str, tuple[float, int]]:
+    """Reduced χ² (χ²/N) and N per product kind, from the model's predicted values."""
+    return {kind: (chi2 / max(n, 1), n) for kind, (chi2, n) in chi_squared_of(products, predicted).items()}
 
 
 def reduced_chi_squared(products: Mapping, model, p) -> dict[str, tuple[float, int]]:
