@@ -28,7 +28,7 @@ def _set_host_devices(n: int | None):
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={n}").strip()
 
 
-def _enable_compilation_cache():
+def enable_compilation_cache():
     """Persist XLA compilations across processes (a rerun of the same fit skips compiling).
 
     Off with VLBICORE_JAX_CACHE=off; the location is VLBICORE_JAX_CACHE or ~/.cache/vlbicore/jax."""
@@ -139,7 +139,7 @@ def cmd_fit(args):
     import jax
 
     jax.config.update("jax_enable_x64", sampler_values.get("dtype", "float64") == "float64")
-    _enable_compilation_cache()
+    enable_compilation_cache()
 
     from .fitting import run_fit
 
@@ -166,7 +166,7 @@ def _plot(store, out, formats_text: str) -> list:
     unknown = sorted(set(formats) - {"png", "svg", "pdf"}) or ([] if formats else ["(none)"])
     if unknown:
         raise VlbiError(f"--formats: {', '.join(unknown)} not supported; use a comma list of png, svg, pdf")
-    _enable_compilation_cache()  # the model image program is the same for every fit of a model
+    enable_compilation_cache()  # the model image program is the same for every fit of a model
     from .plots import plot_fit
 
     return plot_fit(store, out, formats=formats)
