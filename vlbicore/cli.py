@@ -38,7 +38,7 @@ def enable_compilation_cache():
     import jax
 
     jax.config.update("jax_compilation_cache_dir", location)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
     # programs embed each file's data, so a campaign adds ~0.4 MB per fit: keep the newest 1 GiB (LRU)
     jax.config.update("jax_compilation_cache_max_size", 1 << 30)
 
