@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import special, stats
 
 from conftest import m87_file
 from vlbicore.data import load_uvfits
@@ -69,19 +69,12 @@ def test_rice_amplitude_likelihood_matches_scipy(obs, products):
 
 def test_von_mises_is_continuous_across_plus_minus_180_degrees():
     """A closure phase observed at +179.9° and a model at -179.9° are 0.2° apart, not 359.8°."""
-    from vlbicore.likelihood import _cphase_term
+    from vlbicore.likelihood import _density
 
-    class OneClosure:
-        values = np.array([np.deg2rad(179.9)])
-        sigma = np.array([np.deg2rad(5.0)])
-        cov = None
-
-        def predict(self, V):
-            return jnp.angle(V)
-
-    term = _cphase_term(OneClosure())
-    near = float(term(jnp.exp(1j * jnp.deg2rad(-179.9)))[0])
-    same = float(term(jnp.exp(1j * jnp.deg2rad(179.9)))[0])
+    arrays = {"values": np.array([np.deg2rad(179.9)]), "kappa": np.array([1 / np.deg2rad(5.0) ** 2])}
+    arrays["log_norm"] = np.log(2 * np.pi * special.i0e(arrays["kappa"])) + arrays["kappa"]
+    near = float(_density("cphase", "von_mises", arrays, jnp.deg2rad(jnp.array([-179.9])))[0])
+    same = float(_density("cphase", "von_mises", arrays, jnp.deg2rad(jnp.array([179.9])))[0])
     assert same - near == pytest.approx(0.5 * (0.2 / 5.0) ** 2, rel=1e-3)
 
 
@@ -96,16 +89,54 @@ def test_covariance_whitening_reduces_to_diagonal_when_uncorrelated(obs):
     # correlated closures carry less independent information: the two differ, but not wildly
     assert float(ll_full) != pytest.approx(float(ll_diag), rel=1e-6)
     # with the covariance reduced to its diagonal, whitening equals the plain Gaussian
-    from vlbicore.likelihood import _lcamp_term
+    import dataclasses
+
+    from vlbicore.likelihood import likelihood_data, pointwise_log_likelihood
 
     lc = full["lcamp"]
-
-    class Diagonal:
-        values, sigma, cov = lc.values, lc.sigma, np.diag(np.diag(lc.cov))
-        predict = lc.predict
-
+    diagonal = dataclasses.replace(full, products={"lcamp": dataclasses.replace(lc, cov=np.diag(np.diag(lc.cov)))})
+    layout, data = likelihood_data(diagonal)
+    assert layout["kinds"] == {"lcamp": "whitened"}
     V = model.visibility(p, jnp.asarray(obs.u), jnp.asarray(obs.v))
-    np.testing.assert_allclose(_lcamp_term(Diagonal())(V), stats.norm.logpdf(lc.values, np.asarray(lc.predict(V)), np.sqrt(np.diag(lc.cov))), rtol=1e-8)
+    np.testing.assert_allclose(pointwise_log_likelihood(layout, data, V)["lcamp"],
+                               stats.norm.logpdf(lc.values, np.asarray(lc.predict(V)), np.sqrt(np.diag(lc.cov))), rtol=1e-8)
+
+
+def test_padded_data_give_the_same_likelihood_and_predictions(obs):
+    """Padding (so files of similar size share compiled programs) changes no number: padded entries add
+    exactly 0 to the log-likelihood, and cut back to the real lengths everything matches, for every
+    density variant (Gaussian, von Mises, Rice, whitened)."""
+    from vlbicore.likelihood import likelihood_data, padded_size, pointwise_log_likelihood, predicted_products, unpad
+
+    model = build_model(MRING)
+    p = {k: jnp.asarray(x) for k, x in MRING_P.items()}
+    for products, amp_likelihood in [
+        (build_products(obs, ("vis", "amp", "cphase", "lcamp")), "gauss"),
+        (build_products(obs, ("amp", "cphase", "lcamp"), covariance=True), "rice"),
+    ]:
+        results = []
+        for pad in (False, True):
+            layout, data = likelihood_data(products, amp_likelihood=amp_likelihood, pad=pad)
+            V = model.visibility(p, data["u"], data["v"])
+            ll = pointwise_log_likelihood(layout, data, V)
+            results.append((float(sum(jnp.sum(x) for x in ll.values())), unpad(layout, ll),
+                            unpad(layout, predicted_products(layout, data, V))))
+            if pad:
+                assert len(data["u"]) == padded_size(len(obs)) > len(obs)
+                assert all(len(ll[k]) == padded_size(products[k].n) for k in products)
+        (total, ll, pred), (total_padded, ll_padded, pred_padded) = results
+        assert total_padded == pytest.approx(total, rel=1e-12)
+        for kind in products:
+            np.testing.assert_allclose(ll_padded[kind], ll[kind], rtol=1e-12)
+            np.testing.assert_allclose(pred_padded[kind], pred[kind], rtol=1e-12)
+
+
+def test_padded_size_steps():
+    from vlbicore.likelihood import padded_size
+
+    assert [padded_size(n) for n in (0, 8, 9, 17, 33, 84, 152, 189, 194, 1000)] == [8, 8, 10, 20, 40, 96, 160, 192, 224, 1024]
+    for n in range(1, 5000):
+        assert n <= padded_size(n) <= max(8, 1.25 * n)
 
 
 def test_gradients_are_finite(products):

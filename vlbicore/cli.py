@@ -39,7 +39,8 @@ def enable_compilation_cache():
 
     jax.config.update("jax_compilation_cache_dir", location)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
-    # programs embed each file's data, so a campaign adds ~0.4 MB per fit: keep the newest 1 GiB (LRU)
+    # a model's programs are shared by files of similar size (data are arguments, padded): ~0.4 MB per
+    # model and size; keep the newest 1 GiB (LRU)
     jax.config.update("jax_compilation_cache_max_size", 1 << 30)
 
 

@@ -42,7 +42,7 @@ from scipy.special import expit
 from .angles import unwrap_around_circular_mean
 from .diagnostics import convergence_verdict, parameter_diagnostics
 from .errors import VlbiError
-from .likelihood import product_terms, reduced_chi_squared_of
+from .likelihood import likelihood_data, pointwise_log_likelihood, predicted_products, reduced_chi_squared_of, unpad
 
 CHAIN_METHODS = ("parallel", "vectorized", "sequential")
 BARRIER = 2.0  # log-posterior dip (nats) that separates two modes
@@ -176,6 +176,12 @@ def _rng(key) -> np.random.Generator:
     return np.random.default_rng(np.asarray(key).ravel().tolist() if np.ndim(key) else int(key))
 
 
+def _data_free(log_post):
+    """``log_post(z)`` as the ``(z, data)`` function the compiled programs take (for posteriors whose
+    data are constants, e.g. in tests)."""
+    return lambda z, data: log_post(z)
+
+
 class BatchGradient:
     """Log posterior and its gradient at a batch of points, through one compiled ``vmap`` program.
 
@@ -184,14 +190,16 @@ class BatchGradient:
     sharing one compiled program of ``rows`` points among them saves compiling five (compilation
     dominates a short CPU fit). ``log_post`` may return ``(log p, aux)`` with ``has_aux=True``: per-point
     outputs (per-datum log-likelihoods, predictions) for ``__call__(z, aux=True)``. Calls take any number
-    of points; they are padded or split to ``rows``.
+    of points; they are padded or split to ``rows``. ``log_post(z, data)`` gets ``data`` (a pytree of
+    arrays, the same for every point) as an argument, so the program does not depend on its values.
     """
 
-    def __init__(self, log_post, rows: int, dtype, *, has_aux: bool = False):
+    def __init__(self, log_post, rows: int, dtype, *, has_aux: bool = False, data=None):
         self.rows = rows
         self.dtype = dtype
-        fn = log_post if has_aux else (lambda z: (log_post(z), {}))
-        self._program = jax.jit(jax.vmap(jax.value_and_grad(fn, has_aux=True)))
+        self.data = jax.device_put({} if data is None else data)
+        fn = log_post if has_aux else (lambda z, data: (log_post(z, data), {}))
+        self._program = jax.jit(jax.vmap(jax.value_and_grad(fn, has_aux=True), in_axes=(0, None)))
 
     def __call__(self, z, aux: bool = False):
         z = np.asarray(z, dtype=self.dtype)
@@ -202,7 +210,7 @@ class BatchGradient:
             keep = len(chunk)
             if keep < self.rows:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.rows - keep, axis=0)])
-            (value, extra), grad = self._program(chunk)
+            (value, extra), grad = self._program(chunk, self.data)
             values.append(np.asarray(value)[:keep])
             grads.append(np.asarray(grad)[:keep])
             if aux:  # copied to the host only when asked (the optimiser's steps do not need them)
@@ -237,6 +245,7 @@ PATH_FRACTIONS = np.linspace(0.0, 1.0, 10)[1:-1]  # inner points of the hill-val
 
 def find_modes(log_post, box: Box, key, *, starts: int, steps: int, dtype, batch: BatchGradient | None = None) -> list[dict]:
     """Optimise ``starts`` prior draws at once and group the end points into modes (best first).
+    ``log_post(z)`` is only used when no ``batch`` program is given.
 
     An end point joins a known mode when every parameter agrees to 2 % of its prior width, or when the
     log posterior along the straight line between them never dips more than ``BARRIER`` below the
@@ -244,7 +253,7 @@ def find_modes(log_post, box: Box, key, *, starts: int, steps: int, dtype, batch
     at different places on one flat ridge). Each mode records its log posterior (unconstrained space),
     its parameter values and how many starts found it.
     """
-    batch = batch or BatchGradient(log_post, starts, dtype)
+    batch = batch or BatchGradient(_data_free(log_post), starts, dtype)
     z0 = _rng(key).logistic(size=(starts, len(box.names))).astype(dtype)  # = uniform draws in the box
     z_end, lp_end = _adam(batch, z0, steps)
     lp_end = lp_end.astype(np.float64)
@@ -326,10 +335,11 @@ class _NutsRunner:
     The initial state comes from values and gradients the caller computed already (so the init program
     holds no model and compiles in a fraction of a second), with a diagonal inverse mass matrix per
     chain. ``compile_ahead`` compiles the segment program in a background thread (it depends only on
-    shapes), so that its compilation overlaps the mode search.
+    shapes), so that its compilation overlaps the mode search. ``log_post(z, data)`` takes the data as an
+    argument (replicated on every device), as in :class:`BatchGradient`.
     """
 
-    def __init__(self, log_post, settings: SamplerSettings, devices: list):
+    def __init__(self, log_post, settings: SamplerSettings, devices: list, data=None):
         from numpyro.infer.hmc import hmc
         from numpyro.infer.util import ParamInfo
 
@@ -339,9 +349,10 @@ class _NutsRunner:
         self.segment = _segment_length(settings.warmup, settings.samples)
         self.mesh = jax.sharding.Mesh(np.array(devices), ("chain",))
         self.sharding = NamedSharding(self.mesh, P("chain"))
-        init_kernel, sample_kernel = hmc(potential_fn=lambda z: -log_post(z), algo="NUTS")
+        self.data = jax.device_put({} if data is None else data, NamedSharding(self.mesh, P()))
+        init_kernel, sample_kernel = hmc(potential_fn_gen=lambda data: lambda z: -log_post(z, data), algo="NUTS")
 
-        def init_one(z, potential, grad, inverse_mass, key):
+        def init_one(z, potential, grad, inverse_mass, key, data):
             return init_kernel(
                 ParamInfo(z, potential, grad),
                 num_warmup=settings.warmup,
@@ -349,11 +360,15 @@ class _NutsRunner:
                 target_accept_prob=settings.target_accept,
                 max_tree_depth=(min(settings.warmup_max_tree_depth, settings.max_tree_depth), settings.max_tree_depth),
                 rng_key=key,
+                model_args=(data,),
             )
 
-        per_chain = jax.vmap(sample_kernel) if self.within == "vmap" else partial(jax.lax.map, sample_kernel)
+        def advance_block(state, data, length):
+            def one_chain(s):
+                return sample_kernel(s, model_args=(data,))
 
-        def advance_block(state, length):
+            per_chain = jax.vmap(one_chain) if self.within == "vmap" else partial(jax.lax.map, one_chain)
+
             def step(s, _):
                 s = per_chain(s)
                 stats = {
@@ -369,11 +384,13 @@ class _NutsRunner:
 
             return jax.lax.scan(step, state, None, length=length)
 
-        shard = partial(jax.shard_map, mesh=self.mesh, in_specs=P("chain"), check_vma=False)
-        self._init = jax.jit(shard(jax.vmap(init_one), out_specs=P("chain")))
+        shard = partial(jax.shard_map, mesh=self.mesh, check_vma=False)
+        self._init = jax.jit(shard(jax.vmap(init_one, in_axes=(0, 0, 0, 0, 0, None)),
+                                   in_specs=(P("chain"),) * 5 + (P(),), out_specs=P("chain")))
         # scan stacks draws on axis 0 (local), chains on axis 1: shard outputs along the chain axis
         self._advance = jax.jit(
-            shard(partial(advance_block, length=self.segment), out_specs=(P("chain"), P(None, "chain")))
+            shard(partial(advance_block, length=self.segment), in_specs=(P("chain"), P()),
+                  out_specs=(P("chain"), P(None, "chain")))
         )
         self._ahead = None
 
@@ -385,22 +402,22 @@ class _NutsRunner:
             spec = partial(jax.ShapeDtypeStruct, sharding=self.sharding)
             vectors = spec((chains_per_call, n_params), dtype)
             init_specs = (vectors, spec((chains_per_call,), dtype), vectors, vectors,
-                          spec((chains_per_call, 2), jnp.uint32))
+                          spec((chains_per_call, 2), jnp.uint32), self.data)
             # every leaf of the state carries the chain axis first, sharded like the inputs
             state = jax.tree.map(lambda s: spec(s.shape, s.dtype), jax.eval_shape(self._init, *init_specs))
-            return self._advance.lower(state).compile()
+            return self._advance.lower(state, self.data).compile()
 
         self._ahead = pool.submit(compile_advance)
 
     def init(self, z0, potential, grad, inverse_mass, keys):
         """Initial NUTS states; ``potential`` = −log p and ``grad`` its gradient at ``z0`` (chains × ...)."""
         args = (z0, potential, grad, inverse_mass, keys)
-        return self._init(*(jax.device_put(np.asarray(x), self.sharding) for x in args))
+        return self._init(*(jax.device_put(np.asarray(x), self.sharding) for x in args), self.data)
 
     def advance(self, state):
         """One segment of ``self.segment`` NUTS steps for every chain."""
         advance = self._ahead.result() if self._ahead is not None else self._advance
-        return advance(state)
+        return advance(state, self.data)
 
 
 def _progress(done: int, total: int, phase: str, started: float, enabled: bool):
@@ -422,11 +439,12 @@ def _chains_per_call(settings: SamplerSettings) -> int:
 def run_nuts(log_post, z_start, settings: SamplerSettings, key, runner: _NutsRunner | None = None,
              batch: BatchGradient | None = None, inverse_mass=None):
     """Run NUTS chains from ``z_start`` (chains × params). Returns draws (chain, draw, ...), warmup stats,
-    the devices used and timings. ``runner`` may be one built (and compiling ahead) by the caller;
+    the devices used and timings. ``log_post(z)`` is only used for what the caller does not give:
+    ``runner`` may be one built (and compiling ahead) by the caller;
     ``batch`` evaluates the starting points; ``inverse_mass`` (params,) starts the mass matrix."""
     chains = settings.chains
-    runner = runner or _NutsRunner(log_post, settings, _devices_for(chains, settings.chain_method))
-    batch = batch or BatchGradient(log_post, chains, z_start.dtype)
+    runner = runner or _NutsRunner(_data_free(log_post), settings, _devices_for(chains, settings.chain_method))
+    batch = batch or BatchGradient(_data_free(log_post), chains, z_start.dtype)
     lp_start, grad_start = batch(z_start)
     inverse_mass = np.ones(z_start.shape[1]) if inverse_mass is None else np.asarray(inverse_mass)
     inverse_mass = np.broadcast_to(inverse_mass, z_start.shape).astype(z_start.dtype)
@@ -540,33 +558,34 @@ def fit(products, model, settings: SamplerSettings, *, amp_likelihood: str = "ga
     box = Box.of(model)
     n_params = len(box.names)
     periods = {q.name: q.period for q in model.params if q.period}
-    terms = product_terms(products, products.obs, amp_likelihood=amp_likelihood)
-    u, v = jnp.asarray(products.obs.u), jnp.asarray(products.obs.v)
+    # the data enter every program as an argument, padded to shared sizes: a model's programs compile once
+    # for all files of similar size (persistent compilation cache), not once per file
+    layout, data = likelihood_data(products, amp_likelihood=amp_likelihood, pad=True)
 
-    def evaluate(z):
+    def evaluate(z, data):
         """Log posterior at ``z`` and what post-processing keeps of it, from one model evaluation."""
         p = box.to_params(z)
-        V = model.visibility(p, u, v)
-        ll = {kind: term(V) for kind, term in terms.items()}
+        V = model.visibility(p, data["u"], data["v"])
+        pred = predicted_products(layout, data, V)
+        ll = pointwise_log_likelihood(layout, data, V, pred)
         lp = sum(jnp.sum(x) for x in ll.values()) + box.log_jacobian(z)
-        pred = {kind: prod.predict(V) for kind, prod in products.items()}
         return lp, {"params": p, "derived": model.derived(p), "ll": ll, "pred": pred}
 
-    def log_post(z):
-        return evaluate(z)[0]
+    def log_post(z, data):
+        return evaluate(z, data)[0]
 
     key_modes, key_jitter, key_nuts = np.random.SeedSequence(settings.seed).spawn(3)
 
     # The NUTS programs depend only on shapes: compile them in a background thread while the mode search
     # runs (compilation is most of a short fit's wall time on a CPU). One worker: a second would
     # oversubscribe a small CPU.
-    runner = _NutsRunner(log_post, settings, _devices_for(settings.chains, settings.chain_method))
+    runner = _NutsRunner(log_post, settings, _devices_for(settings.chains, settings.chain_method), data)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlbicore-compile")
     try:
         runner.compile_ahead(pool, _chains_per_call(settings), n_params, dtype)
-        batch = BatchGradient(evaluate, settings.starts, dtype, has_aux=True)
+        batch = BatchGradient(evaluate, settings.starts, dtype, has_aux=True, data=data)
         modes = find_modes(
-            log_post, box, key_modes, starts=settings.starts, steps=settings.optimiser_steps, dtype=dtype,
+            None, box, key_modes, starts=settings.starts, steps=settings.optimiser_steps, dtype=dtype,
             batch=batch,
         )
         best = modes[0]["_z"]
@@ -578,7 +597,7 @@ def fit(products, model, settings: SamplerSettings, *, amp_likelihood: str = "ga
         jitter = 0.1 * np.sqrt(variance) * _rng(key_jitter).normal(size=(settings.chains, best.size))
         z_start = (best[None, :] + jitter).astype(dtype)
         draws, warm_stats, devices, nuts_timings = run_nuts(
-            log_post, z_start, settings, key_nuts, runner, batch=batch, inverse_mass=variance
+            None, z_start, settings, key_nuts, runner, batch=batch, inverse_mass=variance
         )
         timings.update(nuts_timings)
     finally:
@@ -591,6 +610,7 @@ def fit(products, model, settings: SamplerSettings, *, amp_likelihood: str = "ga
     # one more row, at the posterior median, gives the goodness-of-fit predictions in the same pass
     z_median = box.to_unconstrained(np.array([median[k] for k in box.names]))
     _, _, out = batch(np.concatenate([z_flat, z_median[None, :]]), aux=True)
+    out = {**out, "ll": unpad(layout, out["ll"]), "pred": unpad(layout, out["pred"])}
     gof = reduced_chi_squared_of(products, {k: x[-1] for k, x in out["pred"].items()})
     out = jax.tree.map(lambda x: x[:-1], out)
     reshape = lambda x: np.asarray(x).reshape(n_chain, n_draw, *np.shape(x)[1:])  # noqa: E731
