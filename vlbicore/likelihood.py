@@ -24,7 +24,7 @@ import numpy as np
 from jax.scipy.special import i0e
 
 from .errors import VlbiError
-from .products import wrap_phase
+from .products import predict_product, wrap_phase
 
 LOG_2PI = math.log(2.0 * math.pi)
 AMP_LIKELIHOODS = ("gauss", "rice")
@@ -132,11 +132,12 @@ def _kind_arrays(kind: str, product, obs, amp_likelihood: str, size: int) -> tup
 
 
 def likelihood_data(products: Mapping, *, amp_likelihood: str = "gauss", pad: bool = False) -> tuple[dict, dict]:
-    """``(variants, data)`` for :func:`pointwise_log_likelihood` and :func:`predicted_products`.
+    """``(layout, data)`` for :func:`pointwise_log_likelihood` and :func:`predicted_products`.
 
     ``data`` is a pytree of NumPy arrays (uv coordinates, and per product kind its indices, values and
-    weights); ``variants`` maps each kind to its density (static). With ``pad``, every length is rounded
-    up by :func:`padded_size`; ``lengths`` (kind -> real length) says where to cut per-datum outputs.
+    weights); ``layout`` is static: ``kinds`` maps each kind to its density, ``lengths`` each kind to its
+    real length (where :func:`unpad` cuts per-datum outputs). With ``pad``, every length is rounded up
+    by :func:`padded_size`.
     """
     obs = products.obs
     u, v = np.asarray(obs.u, dtype=np.float64), np.asarray(obs.v, dtype=np.float64)
@@ -148,16 +149,6 @@ def likelihood_data(products: Mapping, *, amp_likelihood: str = "gauss", pad: bo
         variants[kind], data[kind] = _kind_arrays(kind, product, obs, amp_likelihood, size)
         lengths[kind] = product.n
     return {"kinds": variants, "lengths": lengths}, data
-
-
-def _predict(kind: str, a: dict, V):
-    if kind == "vis":
-        return V[a["rows"]]
-    if kind == "amp":
-        return jnp.abs(V[a["rows"]])
-    if kind == "cphase":
-        return wrap_phase(jnp.sum(a["signs"] * jnp.angle(V)[a["rows"]], axis=-1))
-    return jnp.sum(a["signs"] * jnp.log(jnp.abs(V))[a["rows"]], axis=-1)  # lcamp
 
 
 def _density(kind: str, variant: str, a: dict, predicted):
@@ -182,7 +173,7 @@ def _density(kind: str, variant: str, a: dict, predicted):
 
 def predicted_products(layout: dict, data: dict, V) -> dict:
     """Model values of every product kind (padded lengths) from the visibilities ``V`` at ``data['u'/'v']``."""
-    return {kind: _predict(kind, data[kind], V) for kind in layout["kinds"]}
+    return {kind: predict_product(kind, V, data[kind]["rows"], data[kind].get("signs")) for kind in layout["kinds"]}
 
 
 def pointwise_log_likelihood(layout: dict, data: dict, V, predicted: Mapping | None = None) -> dict:

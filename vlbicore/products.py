@@ -58,6 +58,21 @@ def _wrap(phase: np.ndarray) -> np.ndarray:
     return np.angle(np.exp(1j * np.asarray(phase)))
 
 
+def predict_product(kind: str, V, rows, signs=None):
+    """Model values of one product kind from the visibilities ``V`` (JAX): the one formula behind each
+    product's ``predict`` and the fitter's padded copies of ``rows``/``signs`` (zero signs give 0)."""
+    V = jnp.asarray(V)
+    if kind == "vis":
+        return V[rows]
+    if kind == "amp":
+        return jnp.abs(V[rows])
+    if kind == "cphase":
+        return wrap_phase(jnp.sum(signs * jnp.angle(V)[rows], axis=-1))
+    if kind == "lcamp":
+        return jnp.sum(signs * jnp.log(jnp.abs(V))[rows], axis=-1)
+    raise VlbiError(f"products: {kind!r} is unknown; use vis, amp, cphase or lcamp")
+
+
 def relative_sigma(obs: Observation) -> np.ndarray:
     """sigma/|V| per row: the high-SNR error of the phase (rad) and of log|V|; inf where V = 0."""
     amplitude = np.abs(obs.vis)
@@ -92,7 +107,7 @@ class VisibilityProduct(_Product):
     cov: ClassVar[None] = None
 
     def predict(self, V):
-        return jnp.asarray(V)[self.rows]
+        return predict_product(self.kind, V, self.rows)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -104,7 +119,7 @@ class AmplitudeProduct(_Product):
     cov: ClassVar[None] = None
 
     def predict(self, V):
-        return jnp.abs(jnp.asarray(V)[self.rows])
+        return predict_product(self.kind, V, self.rows)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -116,8 +131,7 @@ class ClosurePhaseProduct(_Product):
     kind: ClassVar[str] = "cphase"
 
     def predict(self, V):
-        phases = jnp.angle(jnp.asarray(V))[self.rows]
-        return wrap_phase(jnp.sum(self.signs * phases, axis=-1))
+        return predict_product(self.kind, V, self.rows, self.signs)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -129,8 +143,7 @@ class LogClosureAmplitudeProduct(_Product):
     kind: ClassVar[str] = "lcamp"
 
     def predict(self, V):
-        log_amplitudes = jnp.log(jnp.abs(jnp.asarray(V)))[self.rows]
-        return jnp.sum(self.signs * log_amplitudes, axis=-1)
+        return predict_product(self.kind, V, self.rows, self.signs)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
