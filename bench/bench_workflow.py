@@ -67,6 +67,15 @@ def benchmark_seconds(directory: pathlib.Path) -> dict[str, float]:
     return seconds
 
 
+def mean_seconds_per_rule(jobs: dict[str, float]) -> dict[str, float]:
+    """Mean job seconds per rule (the first path part of each benchmark file: fit/, summary/, ...)."""
+    by_rule: dict[str, list[float]] = {}
+    for name, seconds in jobs.items():
+        rule = name.split("/")[0].removesuffix(".tsv")
+        by_rule.setdefault(rule, []).append(seconds)
+    return {rule: round(sum(s) / len(s), 2) for rule, s in sorted(by_rule.items())}
+
+
 def bench_demo(cores: int, keep: pathlib.Path | None, epochs: int | None = None,
                draws: tuple[int, int] | None = None) -> dict:
     """The demo campaign end to end; workflow wall time vs the sum of its fits' times. ``epochs``: only the
@@ -99,6 +108,7 @@ def bench_demo(cores: int, keep: pathlib.Path | None, epochs: int | None = None,
         "wall_s": round(wall, 1),
         "sum_fit_s": round(fit_seconds, 1),
         "sum_other_jobs_s": round(sum(jobs.values()) - fit_seconds, 1),
+        "mean_job_s_per_rule": mean_seconds_per_rule(jobs),
         "fits_in_parallel": parallel_fits,
         "jax_cache": cache,
         # the issue's definition: the campaign's wall time vs the sum of its fit times
