@@ -608,7 +608,8 @@ def fit(products, model, settings: SamplerSettings, *, amp_likelihood: str = "ga
     z_flat = np.asarray(draws["z"].reshape(n_chain * n_draw, -1), np.float64)
     median = posterior_median(box, box.to_values(z_flat), periods)
     # one more row, at the posterior median, gives the goodness-of-fit predictions in the same pass
-    z_median = box.to_unconstrained(np.array([median[k] for k in box.names]))
+    median_values = np.array([median[k] for k in box.names])
+    z_median = box.to_unconstrained(median_values)
     _, _, out = batch(np.concatenate([z_flat, z_median[None, :]]), aux=True)
     out = {**out, "ll": unpad(layout, out["ll"]), "pred": unpad(layout, out["pred"])}
     gof = reduced_chi_squared_of(products, {k: x[-1] for k, x in out["pred"].items()})
@@ -635,7 +636,7 @@ def fit(products, model, settings: SamplerSettings, *, amp_likelihood: str = "ga
     }
     diag = parameter_diagnostics({k: posterior[k] for k in box.names})
     verdict = convergence_verdict(diag, sample_stats["diverging"], sample_stats["lp"])
-    verdict["warnings"] = prior_edge_warnings(box, modes[0]["_x"], np.array([median[k] for k in box.names]), periods)
+    verdict["warnings"] = prior_edge_warnings(box, modes[0]["_x"], median_values, periods)
     verdict["warmup_divergences"] = warm_stats["warmup_divergences"]
     verdict["max_treedepth_fraction"] = float(np.mean(sample_stats["reached_max_treedepth"]))
     chain_means = np.stack([posterior[k].mean(axis=1) for k in box.names], axis=1)
