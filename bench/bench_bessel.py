@@ -17,7 +17,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy.special  # noqa: E402
 
-from vlbicore.bessel import bessel_jn  # noqa: E402
+from vlbicore.models.bessel import bessel_jn  # noqa: E402
 
 
 def trapezoid_jn(z, n_max, nodes=100):

@@ -28,10 +28,11 @@ DATA = REPO / "data/eht-m87-2017/SR1_M87_2017_101_lo_hops_netcal_StokesI.uvfits"
 
 
 def main(argv=None):
-    from vlbicore.fitting import load_observation, model_spec_for
-    from vlbicore.inference import Box, SamplerSettings, find_modes, log_posterior_fn, run_nuts
+    from vlbicore.config import FitConfig
+    from vlbicore.data import load_observation
+    from vlbicore.inference import (BatchGradient, Box, NutsRunner, SamplerSettings, devices_for, find_modes,
+                                    log_posterior_fn, run_nuts)
     from vlbicore.likelihood import make_log_likelihood
-    from vlbicore.models import build_model
     from vlbicore.products import build_products
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -40,11 +41,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     products = build_products(load_observation(DATA), ("cphase", "lcamp"))
-    settings = {"model": {"type": "thick_mring", "order": 1}, "products": ["cphase", "lcamp"]}
-    model = build_model(model_spec_for(settings))
+    model = FitConfig.from_dict({"model": {"type": "thick_mring", "order": 1}}).sky_model
     box = Box.of(model)
     log_post = log_posterior_fn(box, make_log_likelihood(products, model)[0])
-    best = find_modes(log_post, box, jax.random.PRNGKey(0), starts=32, steps=300, dtype=jnp.float64)[0]["_z"]
+    best = find_modes(BatchGradient.of_function(log_post, 32, jnp.float64), box, jax.random.PRNGKey(0), starts=32,
+                      steps=300)[0].z
     print(f"machine: {os.cpu_count()} cores; jax devices: {len(jax.devices())} x {jax.devices()[0].platform}")
     print(f"{args.warmup} warmup + {args.samples} samples per chain; NUTS phase wall time (compile included)")
     print(f"{'method':12s} {'chains':>6s} {'devices':>7s} {'wall s':>8s} {'draws/s':>9s} {'vs 1 chain':>10s}")
@@ -54,7 +55,9 @@ def main(argv=None):
             sampler = SamplerSettings(chains=chains, warmup=args.warmup, samples=args.samples, chain_method=method)
             z0 = jnp.tile(jnp.asarray(best), (chains, 1))
             t0 = time.perf_counter()
-            draws, _, devices, _ = run_nuts(log_post, z0, sampler, jax.random.PRNGKey(1))
+            runner = NutsRunner.of_function(log_post, sampler, devices_for(chains, method))
+            batch = BatchGradient.of_function(log_post, chains, jnp.float64)
+            draws, _, devices, _ = run_nuts(runner, batch, z0, sampler, jax.random.PRNGKey(1))
             wall = time.perf_counter() - t0
             base = base or wall
             print(f"{method:12s} {chains:6d} {len(devices):7d} {wall:8.2f} {chains * args.samples / wall:9.0f} "

@@ -32,19 +32,18 @@ RAD_PER_UAS = np.pi / 180 / 3600 / 1e6
 
 
 def ours(products_kinds, chains, warmup, samples, dtype="float64"):
-    from vlbicore.fitting import load_observation, model_spec_for
-    from vlbicore.inference import SamplerSettings, fit
-    from vlbicore.models import build_model
+    from vlbicore.config import FitConfig
+    from vlbicore.data import load_observation
+    from vlbicore.inference import fit
     from vlbicore.products import build_products
 
-    jax.config.update("jax_enable_x64", dtype == "float64")
+    config = FitConfig.from_dict({"model": {"type": "thick_mring", "order": 1}, "products": list(products_kinds),
+                                  "sampler": {"chains": chains, "warmup": warmup, "samples": samples, "seed": 0,
+                                              "dtype": dtype}})
     obs = load_observation(DATA)
-    products = build_products(obs, products_kinds)
-    settings = {"model": {"type": "thick_mring", "order": 1}, "products": list(products_kinds)}
-    model = build_model(model_spec_for(settings))
-    sampler = SamplerSettings(chains=chains, warmup=warmup, samples=samples, seed=0, dtype=dtype)
+    products = build_products(obs, config.products, covariance=config.covariance)
     t0 = time.perf_counter()
-    result = fit(products, model, sampler)
+    result = fit(products, config.sky_model, config.sampler)
     wall = time.perf_counter() - t0
     ess = min(result.diagnostics["ess_bulk"].values())
     return {
@@ -65,10 +64,11 @@ def talk_baseline(warmup, samples):
     import numpyro.distributions as dist
     from numpyro.infer import MCMC, NUTS
 
-    from vlbicore.fitting import load_observation
+    from vlbicore.data import load_observation
+    from vlbicore.inference import use_precision
     from vlbicore.products import build_products
 
-    jax.config.update("jax_enable_x64", False)
+    use_precision("float32")
     obs = load_observation(DATA)
     products = build_products(obs, ("amp", "cphase"))
     amp, cp = products["amp"], products["cphase"]

@@ -25,7 +25,8 @@ MODELS = ("ring", "mring")
 
 
 def _write_one(args) -> str:
-    from vlbicore.store import synthetic_fit_inputs, write_fit_store
+    from vlbicore.store import write_fit_store
+from vlbicore.testing import synthetic_fit_inputs
 
     index, root, n_draws = args
     epoch_index, model = divmod(index, len(MODELS))
@@ -51,7 +52,7 @@ CHILD = """
 import json, resource, sys, time, tracemalloc
 paths = json.load(open(sys.argv[1])); out = sys.argv[2]; workers = int(sys.argv[3]); trace = sys.argv[4] == "1"
 processes = sys.argv[5] == "1"
-from vlbicore.gather import gather_stores
+from vlbicore.survey.gather import gather_stores
 if trace:
     tracemalloc.start()
 t0 = time.perf_counter()

@@ -59,7 +59,7 @@ print(json.dumps({"us": (time.perf_counter() - t0) / job["repeats"] * 1e6}))
 
 def main():
     import ehtim_reference_env
-    from vlbicore.fitting import load_observation
+    from vlbicore.data import load_observation
     from vlbicore.inference import Box, log_posterior_fn
     from vlbicore.likelihood import make_log_likelihood
     from vlbicore.models import build_model

@@ -17,6 +17,7 @@ jax.config.update("jax_enable_x64", True)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DATA = REPO / "data" / "eht-m87-2017"
+ARRAYS = REPO / "vlbicore" / "data" / "arrays"  # EHT station tables, shipped as package data
 
 
 def m87_file(day: int, band: str) -> pathlib.Path:

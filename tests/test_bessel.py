@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.special as sp
 
-from vlbicore.bessel import bessel_jn, j0, j1, jinc
+from vlbicore.models.bessel import bessel_jn, j0, j1, jinc
 
 jax.config.update("jax_enable_x64", True)
 

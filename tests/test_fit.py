@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from conftest import REPO, m87_file
-from vlbicore.fitting import run_fit
+from conftest import ARRAYS, m87_file
+from vlbicore.config import FitConfig
+from vlbicore.pipeline import run_fit
 from vlbicore.models import build_model
-from vlbicore.simulate import simulate_observation
+from vlbicore.data.simulate import simulate_observation
 
 SMALL = {"chains": 4, "warmup": 300, "samples": 500, "starts": 24}
 CLI_ENV = {**os.environ, "VLBICORE_JAX_CACHE": "off"}
@@ -131,9 +132,10 @@ def _simulated_fit(tmp_path, seed):
     # one 60-s record per 40-min scan on EHT 2017 tracks with M87-like SEFDs: scan averaging is then exact, so
     # closures of the data and of the model agree (averaging 10-s records would smear the loop's uv points)
     simulate_observation(lambda u, v: model.visibility({k: jnp.asarray(x) for k, x in truth.items()}, u, v),
-                         array=REPO / "data" / "arrays" / "EHT2017_m87.txt", tint=60, tadv=2400, seed=seed, out=path)
-    settings = {"model": {"type": "thick_mring", "order": 1}, "products": ["cphase", "lcamp"]}
-    store = run_fit(path, settings, tmp_path / f"sim{seed}.zarr", sampler_values={**SMALL, "seed": seed})
+                         array=ARRAYS / "EHT2017_m87.txt", tint=60, tadv=2400, seed=seed, out=path)
+    config = FitConfig.from_dict({"model": {"type": "thick_mring", "order": 1}, "products": ["cphase", "lcamp"],
+                                  "sampler": {**SMALL, "seed": seed}})
+    store = run_fit(path, config, tmp_path / f"sim{seed}.zarr")
     return xr.open_datatree(store, engine="zarr")
 
 
@@ -160,9 +162,10 @@ def test_simulated_parameters_are_recovered_with_calibrated_intervals(tmp_path):
 def test_m87_ring_diameter_matches_published_42_pm_3_uas(tmp_path, day, band):
     """EHT 2019 Paper VI: 42 ± 3 µas. Closure phases + log closure amplitudes (immune to station gains),
     thick m-ring m = 1; the seed differs per file, and every chain must sit in the one global mode."""
-    settings = {"model": {"type": "thick_mring", "order": 1}, "products": ["cphase", "lcamp"]}
     seed = day * 10 + (band == "hi")
-    store = run_fit(m87_file(day, band), settings, tmp_path / "fit.zarr", sampler_values={**SMALL, "seed": seed})
+    config = FitConfig.from_dict({"model": {"type": "thick_mring", "order": 1}, "products": ["cphase", "lcamp"],
+                                  "sampler": {**SMALL, "seed": seed}})
+    store = run_fit(m87_file(day, band), config, tmp_path / "fit.zarr")
     tree = xr.open_datatree(store, engine="zarr")
     d = tree["posterior"].ds["d"].values
     assert 39.0 <= np.median(d) <= 45.0
@@ -183,7 +186,7 @@ def test_prior_that_excludes_the_data_is_flagged(tmp_path):
 
 
 def test_gather_of_real_fit_stores_matches_each_store_opened_alone(m87_store, tmp_path):
-    from vlbicore.gather import gather_stores
+    from vlbicore.survey.gather import gather_stores
     from vlbicore.store import summary_table
 
     other = tmp_path / "100-lo_mring1.zarr"
@@ -219,10 +222,10 @@ def test_a_ring_fitted_to_a_jet_looks_bad(tmp_path):
     truth = {"F0": 0.8, "FWHM_maj": 70.0, "FWHM_min": 12.0, "PA": 1.1, "x0": 0.0, "y0": 0.0}
     path = tmp_path / "jet.uvfits"
     simulate_observation(lambda u, v: jet.visibility({k: jnp.asarray(x) for k, x in truth.items()}, u, v),
-                         array=REPO / "data" / "arrays" / "EHT2017_m87.txt", tint=60, tadv=2400, seed=3, out=path)
-    settings = {"model": {"type": "ring"}, "products": ["cphase", "lcamp"]}
-    store = run_fit(path, settings, tmp_path / "ring_on_jet.zarr",
-                    sampler_values={"chains": 2, "warmup": 100, "samples": 100, "starts": 16})
+                         array=ARRAYS / "EHT2017_m87.txt", tint=60, tadv=2400, seed=3, out=path)
+    config = FitConfig.from_dict({"model": {"type": "ring"}, "products": ["cphase", "lcamp"],
+                                  "sampler": {"chains": 2, "warmup": 100, "samples": 100, "starts": 16}})
+    store = run_fit(path, config, tmp_path / "ring_on_jet.zarr")
     chi2 = xr.open_datatree(store, engine="zarr")["diagnostics"].ds["reduced_chi2"]
     assert float(chi2.max()) > 5.0, chi2.values
     text = vlbicore_cli("summary", store).stdout

@@ -4,9 +4,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vlbicore.diagnostics import convergence_verdict, ess_bulk, ess_tail, parameter_diagnostics, rhat
+from vlbicore.inference.diagnostics import convergence_verdict, ess_bulk, ess_tail, parameter_diagnostics, rhat
 from vlbicore.errors import VlbiError
-from vlbicore.inference import Box, SamplerSettings, _devices_for, _segment_length, find_modes, log_posterior_fn, run_nuts
+from vlbicore.inference import (BatchGradient, Box, NutsRunner, SamplerSettings, devices_for, find_modes, log_posterior_fn,
+                                run_nuts, segment_length)
 
 BOX = Box(("a", "b"), np.array([-10.0, -10.0]), np.array([10.0, 10.0]))
 
@@ -22,27 +23,31 @@ LOG_POST = log_posterior_fn(BOX, bimodal_loglike)
 
 @pytest.fixture(scope="module")
 def modes():
-    return find_modes(LOG_POST, BOX, jax.random.PRNGKey(0), starts=32, steps=300, dtype=jnp.float64)
+    batch = BatchGradient.of_function(LOG_POST, 32, jnp.float64)
+    return find_modes(batch, BOX, jax.random.PRNGKey(0), starts=32, steps=300)
 
 
 def test_find_modes_records_both_modes_best_first(modes):
     assert len(modes) == 2
-    assert modes[0]["_x"][0] == pytest.approx(4.0, abs=0.05)
-    assert modes[1]["_x"][0] == pytest.approx(-4.0, abs=0.05)
-    assert modes[0]["lp"] - modes[1]["lp"] == pytest.approx(5.0, abs=0.2)
-    assert sum(m["starts"] for m in modes) == 32
+    assert modes[0].values[0] == pytest.approx(4.0, abs=0.05)
+    assert modes[1].values[0] == pytest.approx(-4.0, abs=0.05)
+    assert modes[0].lp - modes[1].lp == pytest.approx(5.0, abs=0.2)
+    assert sum(m.starts for m in modes) == 32
 
 
 def test_find_modes_rejects_nowhere_finite_posterior():
     with pytest.raises(VlbiError, match="priors"):
-        find_modes(lambda z: jnp.nan * jnp.sum(z), BOX, jax.random.PRNGKey(0), starts=4, steps=5, dtype=jnp.float64)
+        batch = BatchGradient.of_function(lambda z: jnp.nan * jnp.sum(z), 4, jnp.float64)
+        find_modes(batch, BOX, jax.random.PRNGKey(0), starts=4, steps=5)
 
 
 def _run(method, chains, z_start=None, warmup=300, samples=600, seed=1):
     settings = SamplerSettings(chains=chains, warmup=warmup, samples=samples, chain_method=method)
     if z_start is None:
         z_start = jnp.tile(jnp.asarray(BOX.to_unconstrained([4.0, 1.0])), (chains, 1))
-    return run_nuts(LOG_POST, z_start, settings, jax.random.PRNGKey(seed))
+    runner = NutsRunner.of_function(LOG_POST, settings, devices_for(chains, method))
+    batch = BatchGradient.of_function(LOG_POST, chains, z_start.dtype)
+    return run_nuts(runner, batch, z_start, settings, jax.random.PRNGKey(seed))
 
 
 @pytest.fixture(scope="module")
@@ -76,15 +81,15 @@ def test_chain_methods_agree_in_distribution(parallel_run, method):
 
 
 def test_more_chains_than_devices_are_vectorised_within_devices():
-    assert len(_devices_for(6, "parallel")) == 3
-    assert len(_devices_for(5, "parallel")) == 1 or len(_devices_for(5, "parallel")) == 5
+    assert len(devices_for(6, "parallel")) == 3
+    assert len(devices_for(5, "parallel")) == 1 or len(devices_for(5, "parallel")) == 5
     draws, _, devices, _ = _run("parallel", 6, warmup=100, samples=100)
     assert len(devices) == 3 and draws["lp"].shape == (6, 100)
 
 
 def test_segment_length_divides_warmup_and_samples():
     for warmup, samples in [(1000, 2000), (300, 300), (301, 300), (50, 70)]:
-        seg = _segment_length(warmup, samples)
+        seg = segment_length(warmup, samples)
         assert warmup % seg == 0 and samples % seg == 0
 
 

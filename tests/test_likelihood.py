@@ -69,12 +69,12 @@ def test_rice_amplitude_likelihood_matches_scipy(obs, products):
 
 def test_von_mises_is_continuous_across_plus_minus_180_degrees():
     """A closure phase observed at +179.9° and a model at -179.9° are 0.2° apart, not 359.8°."""
-    from vlbicore.likelihood import _density
+    from vlbicore.products import ClosurePhaseProduct
 
     arrays = {"values": np.array([np.deg2rad(179.9)]), "kappa": np.array([1 / np.deg2rad(5.0) ** 2])}
     arrays["log_norm"] = np.log(2 * np.pi * special.i0e(arrays["kappa"])) + arrays["kappa"]
-    near = float(_density("cphase", "von_mises", arrays, jnp.deg2rad(jnp.array([-179.9])))[0])
-    same = float(_density("cphase", "von_mises", arrays, jnp.deg2rad(jnp.array([179.9])))[0])
+    near = float(ClosurePhaseProduct.log_density("von_mises", arrays, jnp.deg2rad(jnp.array([-179.9])))[0])
+    same = float(ClosurePhaseProduct.log_density("von_mises", arrays, jnp.deg2rad(jnp.array([179.9])))[0])
     assert same - near == pytest.approx(0.5 * (0.2 / 5.0) ** 2, rel=1e-3)
 
 

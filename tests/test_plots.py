@@ -4,8 +4,8 @@ import re
 import numpy as np
 import pytest
 
-from vlbicore.gather import gather_stores, load_gathered
-from vlbicore.plots import (
+from vlbicore.survey.gather import gather_stores, load_gathered
+from vlbicore.survey.plots import (
     campaign_parameters,
     corner_figure,
     image_figure,
@@ -18,8 +18,9 @@ from vlbicore.plots import (
     trace_figure,
     uv_figure,
 )
-from vlbicore.report import write_report
-from vlbicore.store import open_fit_store, synthetic_fit_inputs, write_fit_store
+from vlbicore.survey.report import write_report
+from vlbicore.store import open_fit_store, write_fit_store
+from vlbicore.testing import synthetic_fit_inputs
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from scipy.special import j0
 from vlbicore.data import ehtim, load_uvfits, quiet
 from vlbicore.errors import VlbiError
 from vlbicore.products import build_products
-from vlbicore.simulate import parse_params, simulate_observation
+from vlbicore.data.simulate import parse_params, simulate_observation
 from vlbicore.units import RAD_PER_UAS
 
 

@@ -14,15 +14,9 @@ import pytest
 
 from vlbicore import SCHEMA_VERSION
 from vlbicore.errors import VlbiError
-from vlbicore.store import (
-    draw_statistics,
-    format_summary,
-    hdi,
-    open_fit_store,
-    summary_table,
-    synthetic_fit_inputs,
-    write_fit_store,
-)
+from vlbicore.statistics import draw_statistics, hdi
+from vlbicore.store import format_summary, open_fit_store, summary_table, write_fit_store
+from vlbicore.testing import synthetic_fit_inputs
 
 PYTHON = sys.executable
 
@@ -85,7 +79,7 @@ def test_summary_table_matches_numpy(store, fit_inputs):
     assert table.loc["d", "mean"] == pytest.approx(d.mean(), rel=1e-12)
     assert table.loc["d", "sd"] == pytest.approx(d.std(ddof=1), rel=1e-12)
     assert table.loc["d", "median"] == pytest.approx(np.median(d), rel=1e-12)
-    inside = np.mean((d >= table.loc["d", "hdi_3%"]) & (d <= table.loc["d", "hdi_97%"]))
+    inside = np.mean((d >= table.loc["d", "hdi_low"]) & (d <= table.loc["d", "hdi_high"]))
     assert 0.935 <= inside <= 0.95
     assert table.loc["offset", "rhat"] == 1.0 and table.loc["offset", "ess_bulk"] == pytest.approx(960)
     assert table.attrs["converged"] is True
@@ -128,7 +122,7 @@ def test_format_summary_reports_verdict_chi2_and_modes(tmp_path):
     assert "converged: NO - R-hat 1.200 > 1.01 (worst: d)" in text
     assert "reduced chi2: cphase" in text and "(n=30)" in text
     assert "modes found: 1" in text
-    assert "hdi_3%" in text and "offset" in text
+    assert "hdi_low" in text and "offset" in text
 
 
 def test_existing_store_is_refused_then_replaced_with_overwrite(tmp_path):
@@ -166,7 +160,8 @@ def _set_root_attr(path: pathlib.Path, key, value):
 
 KILL_WRITER = """
 import sys
-from vlbicore.store import synthetic_fit_inputs, write_fit_store
+from vlbicore.store import write_fit_store
+from vlbicore.testing import synthetic_fit_inputs
 inputs = synthetic_fit_inputs(0, n_draws=2000, n_cphase=500, n_lcamp=500)  # 128 MB: writing takes a while
 print("ready", flush=True)
 write_fit_store(sys.argv[1], **inputs)
@@ -193,7 +188,8 @@ def test_killed_writer_leaves_no_store_and_next_write_cleans_up(tmp_path):
 DISK_FULL_WRITER = """
 import resource, signal, sys
 from vlbicore.errors import VlbiError
-from vlbicore.store import synthetic_fit_inputs, write_fit_store
+from vlbicore.store import write_fit_store
+from vlbicore.testing import synthetic_fit_inputs
 inputs = synthetic_fit_inputs(0, n_draws=500, n_cphase=200)
 if sys.argv[2] == "fsize":  # the kernel refuses any file beyond 64 kB (EFBIG), like a full quota
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

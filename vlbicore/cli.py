@@ -11,11 +11,8 @@ import os
 import pathlib
 import sys
 
-from . import __version__
-from .errors import VlbiError
-
-PRODUCT_NAMES = ("vis", "amp", "cphase", "lcamp")
-
+from vlbicore import __version__
+from vlbicore.errors import VlbiError
 
 # --------------------------------------------------------------------------------------------------
 # helpers
@@ -65,52 +62,47 @@ def _read_mapping_file(path: str, what: str) -> dict:
 
 
 def _products_arg(text: str) -> list[str]:
+    from vlbicore.products import PRODUCT_KINDS
+
     names = [p.strip() for p in text.split(",") if p.strip()]
-    bad = [p for p in names if p not in PRODUCT_NAMES]
+    bad = [p for p in names if p not in PRODUCT_KINDS]
     if bad or not names:
-        raise VlbiError(f"--products: {', '.join(bad) or 'empty'} unknown; use a comma list of {', '.join(PRODUCT_NAMES)}")
+        raise VlbiError(f"--products: {', '.join(bad) or 'empty'} unknown; use a comma list of {', '.join(PRODUCT_KINDS)}")
     return names
 
 
-def resolve_fit_settings(args) -> dict:
-    """Merge --config FILE, --fit-json and explicit flags (flags win) into one fit configuration."""
-    settings: dict = {"model": None, "products": ["cphase", "lcamp"], "sampler": {}, "priors": {}, "fixed": {},
-                      "systematic": 0.0, "amp_likelihood": "gauss", "covariance": False}
-    sources = []
+SAMPLER_FLAGS = ("chains", "warmup", "samples", "seed", "dtype", "chain_method", "starts")
+
+
+def fit_config_from_args(args):
+    """The fit configuration of ``vlbicore fit``: --config FILE, then --fit-json, then the flags (each
+    layer wins over the one before; see :class:`vlbicore.config.FitConfig`)."""
+    from vlbicore.config import FitConfig
+
+    layers = []
     if args.config:
-        sources.append((_read_mapping_file(args.config, "--config"), "--config"))
+        layers.append((_read_mapping_file(args.config, "--config"), f"--config {args.config}"))
     if args.fit_json:
-        sources.append((_parse_mapping(args.fit_json, "--fit-json"), "--fit-json"))
-    for extra, what in sources:
-        unknown = sorted(set(extra) - set(settings))
-        if unknown:
-            raise VlbiError(f"{what}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(settings))}")
-        for key, value in extra.items():
-            if isinstance(settings.get(key), dict) and isinstance(value, dict):
-                settings[key] = {**settings[key], **value}
-            else:
-                settings[key] = value
+        layers.append((_parse_mapping(args.fit_json, "--fit-json"), "--fit-json"))
+    flags: dict = {}
     if args.model:
         path = pathlib.Path(args.model)
-        if path.suffix in (".yaml", ".yml", ".json"):
-            settings["model"] = _read_mapping_file(str(path), "--model")
-        else:
-            settings["model"] = {"type": args.model}
+        is_file = path.suffix in (".yaml", ".yml", ".json")
+        flags["model"] = _read_mapping_file(str(path), "--model") if is_file else {"type": args.model}
     if args.order is not None:
-        if not isinstance(settings["model"], dict) or "type" not in settings["model"]:
+        model = flags.get("model") or next((layer["model"] for layer, _ in reversed(layers) if "model" in layer), None)
+        model = {"type": model} if isinstance(model, str) else model
+        if not isinstance(model, dict) or "type" not in model:
             raise VlbiError("--order: only applies to a single m-ring model given with --model")
-        settings["model"] = {**settings["model"], "order": args.order}
-    if settings["model"] is None:
-        raise VlbiError("fit: no model given; use --model NAME (see `vlbicore models`) or a model in --config")
-    if isinstance(settings["model"], str):
-        settings["model"] = {"type": settings["model"]}
+        flags["model"] = {**model, "order": args.order}
     if args.products:
-        settings["products"] = _products_arg(args.products)
-    for flag in ("chains", "warmup", "samples", "seed", "dtype", "chain_method", "starts"):
-        value = getattr(args, flag)
-        if value is not None:
-            settings["sampler"][flag] = value
-    return settings
+        flags["products"] = _products_arg(args.products)
+    sampler = {flag: getattr(args, flag) for flag in SAMPLER_FLAGS if getattr(args, flag) is not None}
+    if not any("progress" in layer.get("sampler", {}) for layer, _ in layers):
+        sampler["progress"] = sys.stderr.isatty() and not args.quiet
+    flags["sampler"] = sampler
+    layers.append((flags, "command line"))
+    return FitConfig.from_layers(*layers)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -118,7 +110,7 @@ def resolve_fit_settings(args) -> dict:
 
 
 def cmd_prepare(args):
-    from .data import load_uvfits, save_prepared
+    from vlbicore.data import load_uvfits, save_prepared
 
     obs = load_uvfits(args.data, scan_average=not args.no_scan_average, drop_intra_site=not args.keep_intra_site)
     save_prepared(obs, args.out)
@@ -126,7 +118,7 @@ def cmd_prepare(args):
 
 
 def cmd_fit(args):
-    settings = resolve_fit_settings(args)
+    config = fit_config_from_args(args)
     out = pathlib.Path(args.out)
     if out.exists() and not args.overwrite:
         raise VlbiError(f"--out: {out} already exists; pass --overwrite to replace it or choose another path")
@@ -134,25 +126,22 @@ def cmd_fit(args):
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise VlbiError(f"--out: cannot create {out.parent} ({exc.strerror}); choose a writable location") from None
-    sampler_values = dict(settings["sampler"])
-    sampler_values.setdefault("progress", sys.stderr.isatty() and not args.quiet)
-    _set_host_devices(args.host_devices or min(int(sampler_values.get("chains", 4)), os.cpu_count() or 1))
-    import jax
-
-    jax.config.update("jax_enable_x64", sampler_values.get("dtype", "float64") == "float64")
+    _set_host_devices(args.host_devices or min(config.sampler.chains, os.cpu_count() or 1))
     enable_compilation_cache()
 
-    from .fitting import run_fit
+    from vlbicore.pipeline import run_fit
 
-    store = run_fit(args.data, settings, out, epoch=args.epoch, overwrite=args.overwrite, sampler_values=sampler_values)
+    epoch_info = {key: getattr(args, key) for key in ("source", "date", "band") if getattr(args, key)}
+    store = run_fit(args.data, config, out, epoch=args.epoch, overwrite=args.overwrite, epoch_info=epoch_info,
+                    campaign=args.campaign)
     if not args.quiet:
-        from .store import format_summary
+        from vlbicore.store import format_summary
 
         print(format_summary(store))
 
 
 def cmd_summary(args):
-    from .store import format_summary, summary_table
+    from vlbicore.store import format_summary, summary_table
 
     frame = summary_table(args.store)
     print(format_summary(args.store, frame))
@@ -168,13 +157,13 @@ def _plot(store, out, formats_text: str) -> list:
     if unknown:
         raise VlbiError(f"--formats: {', '.join(unknown)} not supported; use a comma list of png, svg, pdf")
     enable_compilation_cache()  # the model image program is the same for every fit of a model
-    from .plots import plot_fit
+    from vlbicore.survey.plots import plot_fit
 
     return plot_fit(store, out, formats=formats)
 
 
 def cmd_gather(args):
-    from .gather import gather_stores
+    from vlbicore.survey.gather import gather_stores
 
     result = gather_stores(args.stores, args.out, scheduler=args.scheduler)
     print(f"gathered {len(result.fits)} of {len(args.stores)} store(s) -> {args.out}")
@@ -189,26 +178,37 @@ def cmd_plot(args):
 
 
 def cmd_report(args):
-    from .report import write_report
+    from vlbicore.survey.report import write_report
 
     print(write_report(args.gather_dir, args.out, fit_plots_dir=args.fit_plots_dir))
 
 
 def cmd_validate_config(args):
-    from .campaign import validate_campaign
+    from vlbicore.survey.campaign import validate_campaign
 
     validate_campaign(args.config)
     print(f"{args.config}: valid")
 
 
 def cmd_simulate(args):
-    from .simulate import simulate_from_cli
+    """Observe ``models.visibility(args.model, u, v, **params)`` and write uvfits."""
+    import numpy as np
 
-    simulate_from_cli(args)
+    from vlbicore.data.simulate import parse_params, simulate_observation
+    from vlbicore.inference import use_precision
+    from vlbicore.models import visibility
+
+    use_precision("float64")  # model visibilities in float64 (this process only simulates)
+    params = parse_params(args.param)
+    visibility(args.model, np.zeros(1), np.zeros(1), **params)  # fail early on a bad model or parameter
+    obs = simulate_observation(lambda u, v: visibility(args.model, u, v, **params), array=args.array,
+                               like=args.like, noise=not args.no_noise, seed=args.seed, out=args.out)
+    print(f"simulated {args.model} {params} on {'coverage of ' + str(args.like) if args.like else args.array}: "
+          f"{len(obs)} records, {len(obs.stations)} stations -> {args.out}")
 
 
 def cmd_models(args):
-    from .models import describe_models
+    from vlbicore.models import describe_models
 
     print(describe_models())
 
@@ -220,9 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare", help="uvfits -> flagged, scan-averaged observation (.npz, checksummed)")
-    p.add_argument("data")
-    p.add_argument("--out", required=True)
-    p.add_argument("--no-scan-average", action="store_true")
+    p.add_argument("data", help="calibrated Stokes I (or RR/LL) uvfits file")
+    p.add_argument("--out", required=True, help="prepared observation to write (.npz)")
+    p.add_argument("--no-scan-average", action="store_true", help="keep every integration (no scan averaging)")
     p.add_argument("--keep-intra-site", action="store_true", help="keep ALMA-APEX / JCMT-SMA baselines")
     p.set_defaults(func=cmd_prepare)
 
@@ -230,60 +230,66 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="uvfits file or a prepared .npz")
     p.add_argument("--out", required=True, help="output Zarr store (directory)")
     p.add_argument("--model", help="model type name (see `vlbicore models`) or a YAML file composing components")
-    p.add_argument("--order", type=int, help="m-ring order m")
+    p.add_argument("--order", type=int, help="m-ring order m (number of β_k coefficients)")
     p.add_argument("--products", help="comma list of vis, amp, cphase, lcamp (default cphase,lcamp)")
-    p.add_argument("--chains", type=int)
-    p.add_argument("--warmup", type=int)
-    p.add_argument("--samples", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--starts", type=int, help="optimiser starts used to find the modes")
-    p.add_argument("--dtype", choices=("float32", "float64"))
-    p.add_argument("--chain-method", dest="chain_method", choices=("parallel", "vectorized", "sequential"))
+    p.add_argument("--chains", type=int, help="NUTS chains (default 4)")
+    p.add_argument("--warmup", type=int, help="warmup steps per chain (default 1000)")
+    p.add_argument("--samples", type=int, help="draws kept per chain (default 2000)")
+    p.add_argument("--seed", type=int, help="random seed of the start points and chains (default 0)")
+    p.add_argument("--starts", type=int, help="optimiser starts used to find the modes (default 64)")
+    p.add_argument("--dtype", choices=("float32", "float64"), help="numerical precision (default float64)")
+    p.add_argument("--chain-method", dest="chain_method", choices=("parallel", "vectorized", "sequential"),
+                   help="chains over all local devices (parallel, default), batched on one (vectorized), or one "
+                        "after another (sequential)")
     p.add_argument("--host-devices", type=int, help="CPU devices to expose to JAX (default: min(chains, cores))")
-    p.add_argument("--config", help="YAML/JSON fit configuration file")
+    p.add_argument("--config", help="YAML/JSON fit configuration file (keys: see docs/workflow.md)")
     p.add_argument("--fit-json", help="fit configuration as a JSON string (used by the workflow)")
-    p.add_argument("--epoch", help="epoch id recorded in the store")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--epoch", help="epoch id recorded in the store (default: the data file's name)")
+    p.add_argument("--source", help="source name recorded in the store (default: the file header's)")
+    p.add_argument("--date", help="observing date YYYY-MM-DD recorded in the store (default: the file's)")
+    p.add_argument("--band", help="band name recorded in the store (default: from the file name or frequency)")
+    p.add_argument("--campaign", help="campaign name recorded in the store")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store at --out")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success (no summary, no progress)")
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("summary", help="print a fit store's parameters, convergence and goodness of fit")
-    p.add_argument("store")
+    p.add_argument("store", help="fit store (Zarr directory) written by `vlbicore fit`")
     p.add_argument("--csv", help="also write the parameter table as CSV here")
     p.add_argument("--plots", metavar="DIR", help="also write the per-fit plots (as `vlbicore plot`) into DIR")
     p.add_argument("--formats", default="png,svg", help="image formats with --plots (default png,svg)")
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("gather", help="gather fit stores into cross-epoch tables (xarray + Dask)")
-    p.add_argument("stores", nargs="+")
-    p.add_argument("--out", required=True)
+    p.add_argument("stores", nargs="+", help="fit stores, or @FILE with one store path per line")
+    p.add_argument("--out", required=True, help="directory for the tables and gathered.zarr")
     p.add_argument("--scheduler", help="address of an existing Dask scheduler (default: a LocalCluster)")
     p.set_defaults(func=cmd_gather)
 
     p = sub.add_parser("plot", help="trace, corner, model image, residual and uv-coverage plots of one fit")
-    p.add_argument("store")
-    p.add_argument("--out", required=True)
+    p.add_argument("store", help="fit store (Zarr directory) written by `vlbicore fit`")
+    p.add_argument("--out", required=True, help="directory for the figures")
     p.add_argument("--formats", default="png,svg", help="comma list of image formats (default png,svg)")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("report", help="campaign report (HTML) from a gather directory")
-    p.add_argument("gather_dir")
-    p.add_argument("--out", required=True)
+    p.add_argument("gather_dir", help="directory written by `vlbicore gather`")
+    p.add_argument("--out", required=True, help="directory for index.html and its plots")
     p.add_argument("--fit-plots-dir", help="link per-fit plots already rendered here (<epoch>/<model>/*.png)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("validate-config", help="check a campaign config against the schema and model names")
-    p.add_argument("config")
+    p.add_argument("config", help="campaign configuration YAML")
     p.set_defaults(func=cmd_validate_config)
 
     p = sub.add_parser("simulate", help="synthetic observation of a model, written as uvfits")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, help="ehtim model type name (see `vlbicore models`)")
     p.add_argument("--param", action="append", default=[], help="NAME=VALUE (repeat); beta_list as re+imj,...")
-    p.add_argument("--out", required=True)
-    p.add_argument("--array", default="EHT2017", help="array table name or path")
+    p.add_argument("--out", required=True, help="uvfits file to write")
+    p.add_argument("--array", default="EHT2017", help="array table name (EHT2017, EHT2017_m87, EHT2025) or path")
     p.add_argument("--like", help="copy the uv coverage and sigmas of this uvfits file")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-noise", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="seed of the thermal noise (default 0)")
+    p.add_argument("--no-noise", action="store_true", help="write the noise-free model visibilities")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("models", help="list model types and their parameters")

@@ -12,7 +12,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 try:
-    import vlbicore.campaign
+    import vlbicore.survey.campaign as campaign
     from vlbicore.errors import VlbiError
 except ImportError:
     raise WorkflowError(
@@ -30,7 +30,7 @@ if not workflow.overwrite_configfiles:
 
 # Checked before any job runs. Our own pass first gives one line per problem with the key's path;
 # Snakemake's validate() then also fills in the schema's defaults (e.g. `results`).
-_problems = vlbicore.campaign.schema_problems(config, SCHEMA_PATH)
+_problems = campaign.schema_problems(config, SCHEMA_PATH)
 if _problems:
     _files = ", ".join(map(str, workflow.configfiles)) or "the config"
     raise WorkflowError(
@@ -38,23 +38,13 @@ if _problems:
         + "\n  ".join(_problems)
     )
 validate(config, str(SCHEMA_PATH))
-# What a schema cannot know: whether `priors`/`fixed` name real parameters of each model.
+# What a schema cannot know: unique epoch ids, and whether `priors`/`fixed` name real parameters of
+# each model (the same checks `vlbicore validate-config` runs).
 try:
-    vlbicore.campaign.check_models(config, ", ".join(map(str, workflow.configfiles)) or "config")
+    campaign.check_epochs(config, "config")
+    campaign.check_models(config, ", ".join(map(str, workflow.configfiles)) or "config")
 except VlbiError as exc:
     raise WorkflowError(str(exc))
-
-
-def _unique_epochs(epochs: list) -> dict:
-    """Epochs by id, refusing duplicates (JSON schema cannot say 'unique by id')."""
-    by_id = {}
-    for index, epoch in enumerate(epochs):
-        if epoch["id"] in by_id:
-            raise WorkflowError(
-                f"config: epochs[{index}].id: {epoch['id']!r} is used twice; give every epoch its own id"
-            )
-        by_id[epoch["id"]] = epoch
-    return by_id
 
 
 def _vlbicore_version() -> str:
@@ -73,7 +63,7 @@ def _vlbicore_version() -> str:
 PYTHON = sys.executable
 VLBICORE_VERSION = _vlbicore_version()
 RESULTS = config["results"].rstrip("/")
-EPOCHS = _unique_epochs(config["epochs"])
+EPOCHS = {epoch["id"]: epoch for epoch in config["epochs"]}
 MODELS = config["models"]
 
 # What a job of each rule may use, unless config `resources.<rule>` says otherwise. `gpu`/`gpu_model`,
@@ -128,14 +118,20 @@ def prepare_flags() -> list:
     return flags
 
 
-def fit_settings(model_id: str) -> dict:
-    """vlbicore fit configuration of one model (campaign defaults overlaid with the model's own keys)."""
-    return vlbicore.campaign.fit_settings(config, model_id)
-
-
 def fit_json(model_id: str) -> str:
-    """`--fit-json` value; canonical (sorted keys) so Snakemake's params trigger sees only real changes."""
-    return json.dumps(fit_settings(model_id), sort_keys=True, separators=(",", ":"))
+    """`--fit-json` value: the model's whole typed fit configuration (campaign defaults overlaid with the
+    model's own keys); canonical (sorted keys) so Snakemake's params trigger sees only real changes."""
+    fit_config = campaign.fit_config(config, model_id).to_dict()
+    return json.dumps(fit_config, sort_keys=True, separators=(",", ":"))
+
+
+def epoch_flags(epoch: str) -> list:
+    """`vlbicore fit` options stating what the campaign says of an epoch (source, date, band) and the
+    campaign's name; the store records them instead of the file header's values."""
+    flags = [f"--{key}={EPOCHS[epoch][key]}" for key in ("source", "date", "band") if EPOCHS[epoch].get(key)]
+    if config.get("campaign"):
+        flags.append(f"--campaign={config['campaign']}")
+    return flags
 
 
 def prepared_path(epoch: str) -> str:

@@ -32,6 +32,7 @@ rule fit:
     params:
         # the model's whole fit configuration: editing one model's priors/sampler reruns only its fits
         fit=lambda wildcards: fit_json(wildcards.model),
+        epoch=lambda wildcards: epoch_flags(wildcards.epoch),
         vlbicore_version=VLBICORE_VERSION,
     log:
         "logs/fit/{epoch}/{model}.log",
@@ -42,7 +43,7 @@ rule fit:
         **rule_resources("fit"),
     shell:
         "{PYTHON:q} -m vlbicore fit {input.prepared:q} --out {output.store:q} --epoch {wildcards.epoch:q}"
-        " --fit-json {params.fit:q} --host-devices {threads} --quiet > {log:q} 2>&1"
+        " --fit-json {params.fit:q} {params.epoch:q} --host-devices {threads} --quiet > {log:q} 2>&1"
 
 
 rule summary:

@@ -7,6 +7,12 @@ records them (path, inode, mtime) with its host, pid and process start time; a l
 same host removes exactly those lock files when that process no longer exists. Locks of a live run, of
 another host, or lock files re-created since (other inode or mtime) are never touched.
 
+Which lock files are this run's is found with public means only: the lock directory is listed when the
+Snakefile is parsed (before Snakemake locks) and again in ``onstart`` (after); the files that appeared in
+between, written since this process started, are ours. (A second run started in the same directory
+within the same second could have its locks recorded too; it would then lose them only if this run is
+killed while it still runs, and Snakemake refuses overlapping runs anyway.)
+
 Outputs of the killed job need nothing from us: the fit store is written to a temporary path and renamed
 when complete, and Snakemake's own incomplete markers cover outputs that do exist.
 """
@@ -21,6 +27,22 @@ import psutil
 from snakemake_interface_executor_plugins.settings import ExecMode
 
 LOCK_OWNERS = pathlib.Path(".snakemake") / "vlbicore-lock-owners"
+LOCK_DIR = pathlib.Path(".snakemake") / "locks"
+
+
+def current_lockfiles() -> set:
+    """The lock files Snakemake has written in this directory (``<n>.input.lock``, ``<n>.output.lock``)."""
+    return {str(path) for path in LOCK_DIR.glob("*.lock")} if LOCK_DIR.is_dir() else set()
+
+
+def lockfiles_written_since(before: set, started: float) -> list:
+    """Lock files that were not there ``before`` and were written after ``started`` (epoch seconds)."""
+    out = []
+    for path in sorted(current_lockfiles() - before):
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_mtime >= started - 1.0:
+                out.append(path)
+    return out
 
 
 def _same_process_alive(pid: int, create_time: float) -> bool:
@@ -85,13 +107,14 @@ if _MAIN_PROCESS:
         print(f"vlbicore: removed stale lock {_lockfile} of a killed run", file=sys.stderr)
 
 _OWN_RECORD = []
+_LOCKS_BEFORE = current_lockfiles() if _MAIN_PROCESS else set()
 
 
 onstart:
     # runs once the locks are held (never in dry runs)
     if _MAIN_PROCESS:
-        _lockfiles = getattr(workflow.persistence, "_lockfile", {}).values()
-        _OWN_RECORD.append(record_own_locks(LOCK_OWNERS, list(_lockfiles)))
+        _lockfiles = lockfiles_written_since(_LOCKS_BEFORE, psutil.Process().create_time())
+        _OWN_RECORD.append(record_own_locks(LOCK_OWNERS, _lockfiles))
 
 
 def _forget_own_locks():

@@ -379,7 +379,7 @@ def overview_figure(fits: pd.DataFrame, loo: pd.DataFrame, problems: pd.DataFram
 
 def plot_campaign(gather_dir, out_dir, *, formats: Iterable[str] = FORMATS) -> list[Path]:
     """Parameter-vs-epoch, LOO comparison and overview plots from a gather directory."""
-    from vlbicore.gather import load_gathered
+    from vlbicore.survey.gather import load_gathered
 
     tables = load_gathered(gather_dir)
     out_dir = Path(out_dir)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from vlbicore import __version__
 from vlbicore.errors import VlbiError
-from vlbicore.gather import load_gathered
+from vlbicore.survey.gather import load_gathered
 
 STYLE = """
 body { font-family: sans-serif; margin: 1.5em; color: #222; }
@@ -76,7 +76,7 @@ def _linked_plot_section(fits: pd.DataFrame, out_dir: Path, plots_dir: Path) -> 
 
 
 def _fit_plot_section(fits: pd.DataFrame, out_dir: Path, max_fits: int) -> str:
-    from vlbicore.plots import plot_fit
+    from vlbicore.survey.plots import plot_fit
 
     parts = ["<h2>Per-fit plots</h2>"]
     if len(fits) > max_fits:
@@ -101,7 +101,7 @@ def write_report(gather_dir, out_dir, *, fit_plots: bool = True, max_fit_plots: 
 
     With ``fit_plots_dir`` the per-fit plots already rendered there (``<epoch>/<model>/*.png``) are linked
     instead of being drawn again."""
-    from vlbicore.plots import plot_campaign
+    from vlbicore.survey.plots import plot_campaign
 
     gather_dir, out_dir = Path(gather_dir), Path(out_dir)
     tables = load_gathered(gather_dir)

@@ -1,9 +1,10 @@
-"""Campaign configuration checks shared by ``vlbicore validate-config`` and the Snakemake workflow.
+"""Campaign configuration: the checks shared by ``vlbicore validate-config`` and the Snakemake workflow,
+and each model's typed fit configuration.
 
 The JSON schema (``workflow/schemas/config.schema.yaml``) catches unknown keys, wrong types and model
 types; what a schema cannot know — which parameter names each model has, so whether ``priors`` and
-``fixed`` name real parameters — is checked here by building every model. Each problem is one line that
-names the config file and the key path.
+``fixed`` name real parameters, and that epoch ids are unique — is checked here. Each problem is one line
+that names the config file and the key path.
 """
 from __future__ import annotations
 
@@ -11,51 +12,48 @@ import pathlib
 
 import yaml
 
-from .errors import VlbiError
+from vlbicore.config import CAMPAIGN_DEFAULT_KEYS, FitConfig
+from vlbicore.errors import VlbiError
 
 # shipped inside the package (an installed vlbicore validates too); workflow/schemas/ links to it
-SCHEMA_PATH = pathlib.Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = pathlib.Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 
-# Campaign-wide keys a model may override (vlbicore fit-configuration keys of the same name).
-FIT_DEFAULT_KEYS = ("products", "systematic", "amp_likelihood", "covariance")
+# Keys of a campaign model entry that describe the sky model itself (the rest are fit settings).
+MODEL_SPEC_KEYS = ("type", "order", "modifiers", "components")
 
 
-def model_spec(model: dict) -> dict:
-    """The ``model`` entry of vlbicore's fit configuration (one type, or named components)."""
-    if "components" in model:
-        return {"components": model["components"]}
-    return {key: model[key] for key in ("type", "order") if key in model}
-
-
-def fit_settings(config: dict, model_id: str) -> dict:
-    """vlbicore fit configuration of one campaign model: campaign defaults overlaid with the model's keys."""
+def fit_layers(config: dict, model_id: str) -> list[tuple[dict, str]]:
+    """The fit-configuration layers of one campaign model: the campaign's defaults, then the model's own
+    keys (see :class:`vlbicore.config.FitConfig`)."""
     model = config["models"][model_id]
-    settings = {
-        "model": model_spec(model),
-        "sampler": {**config.get("sampler", {}), **model.get("sampler", {})},
-        "priors": model.get("priors", {}),
-        "fixed": model.get("fixed", {}),
-    }
-    for key in FIT_DEFAULT_KEYS:
-        if key in model:
-            settings[key] = model[key]
-        elif key in config:
-            settings[key] = config[key]
-    return settings
+    defaults = {key: config[key] for key in CAMPAIGN_DEFAULT_KEYS if key in config}
+    spec = {key: model[key] for key in MODEL_SPEC_KEYS if key in model}
+    own = {key: value for key, value in model.items() if key not in MODEL_SPEC_KEYS}
+    return [(defaults, "campaign defaults"), ({"model": spec, **own}, f"models.{model_id}")]
+
+
+def fit_config(config: dict, model_id: str) -> FitConfig:
+    """The typed fit configuration of one campaign model."""
+    return FitConfig.from_layers(*fit_layers(config, model_id))
 
 
 def check_models(config: dict, source: str = "config") -> None:
-    """Build every model with its priors and fixed values, so unknown parameter names fail before any job."""
-    from .models import build_model
-
+    """Build every model's fit configuration, so unknown parameter names fail before any job."""
     for model_id in config.get("models") or {}:
-        settings = fit_settings(config, model_id)
-        spec = {**settings["model"], "priors": settings["priors"], "fixed": settings["fixed"]}
         try:
-            build_model(spec)
+            fit_config(config, model_id)
         except VlbiError as exc:
             raise VlbiError(f"{source}: models.{model_id}: {exc}") from None
+
+
+def check_epochs(config: dict, source: str = "config") -> None:
+    """Epoch ids are unique (a JSON schema cannot say 'unique by id')."""
+    seen = set()
+    for index, epoch in enumerate(config.get("epochs") or []):
+        if epoch["id"] in seen:
+            raise VlbiError(f"{source}: epochs[{index}].id: {epoch['id']!r} is used twice; give every epoch its own id")
+        seen.add(epoch["id"])
 
 
 def schema_problems(config: dict, schema_path: pathlib.Path = SCHEMA_PATH) -> list[str]:
@@ -85,5 +83,6 @@ def validate_campaign(path: str | pathlib.Path) -> dict:
     problems = schema_problems(config)
     if problems:
         raise VlbiError(f"{path}: " + "; ".join(problems))
+    check_epochs(config, str(path))
     check_models(config, str(path))
     return config

@@ -20,7 +20,6 @@ import contextlib
 import dataclasses
 import math
 import os
-import shutil
 import warnings
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -31,9 +30,11 @@ import pandas as pd
 import xarray as xr
 
 from vlbicore import SCHEMA_VERSION
-from vlbicore.compare import LooResult, compare_models, loo_from_tree, observation_fingerprint
 from vlbicore.errors import VlbiError
-from vlbicore.store import fit_level_summary, json_attr, missing_groups, parameter_statistics, read_fit_tree
+from vlbicore.statistics import HDI_PROB
+from vlbicore.store import (fit_level_summary, json_attr, missing_groups, open_fit_store, parameter_statistics,
+                            read_fit_tree, schema_problem, write_directory_atomically)
+from vlbicore.survey.compare import LooResult, compare_models, loo_from_tree, observation_fingerprint
 
 STAT_COLUMNS = ["mean", "median", "sd", "hdi_low", "hdi_high", "rhat", "ess_bulk", "ess_tail"]
 PROBLEM_COLUMNS = ["path", "epoch", "model", "problem", "message"]
@@ -91,9 +92,8 @@ def summarize_store(path) -> dict[str, Any]:
 def _summarize_open_store(tree: xr.DataTree, path: Path) -> dict[str, Any]:
     record = _identity(tree, path)
     problems: list[tuple[str, str]] = []
-    schema = tree.attrs.get("vlbicore_schema")
-    if schema != SCHEMA_VERSION:
-        message = f"{path}: schema {schema!r} != supported {SCHEMA_VERSION}; refit or use the matching vlbicore"
+    message = schema_problem(tree, path)
+    if message:
         return {**record, "gathered": False, "problems": [("schema", message)]}
     missing = missing_groups(tree)
     if "posterior" in missing:
@@ -328,19 +328,17 @@ def _gathered_dataset(summary: pd.DataFrame, fits: pd.DataFrame, comparison: pd.
         ds = ds.assign_coords({key: ("epoch", epoch_info[key].astype(str).to_numpy(dtype=object))})
     for name in ("epoch", "model", "parameter"):
         ds = ds.assign_coords({name: np.asarray(ds[name].values, dtype=object)})
-    ds.attrs.update({"vlbicore_schema": SCHEMA_VERSION, "description": "vlbicore gathered fit summaries", "hdi_prob": 0.94})
+    ds.attrs.update({"vlbicore_schema": SCHEMA_VERSION, "description": "vlbicore gathered fit summaries", "hdi_prob": HDI_PROB})
     return ds
 
 
 def _write_dataset(ds: xr.Dataset, path: Path) -> None:
-    temp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    shutil.rmtree(temp, ignore_errors=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds.to_zarr(temp, mode="w", consolidated=True, zarr_format=2)
-    if path.exists():
-        shutil.rmtree(path)
-    os.rename(temp, path)
+    def write(temp: Path) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds.to_zarr(temp, mode="w-", consolidated=True, zarr_format=2)
+
+    write_directory_atomically(path, write, overwrite=True, what="gathered store")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -403,8 +401,6 @@ def open_posteriors(paths: Iterable, *, group: str = "posterior") -> xr.Dataset:
     store must open (VlbiError naming the first that does not); use :func:`gather_stores` to survey a
     campaign with problems.
     """
-    from vlbicore.store import open_fit_store
-
     datasets, epoch_info = [], {}
     for path in paths:
         tree = open_fit_store(path, chunks={})

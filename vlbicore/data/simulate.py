@@ -18,11 +18,13 @@ from typing import Callable
 
 import numpy as np
 
-from vlbicore.data import (Observation, band_name, ehtim, file_sha256, load_uvfits, mjd_to_date, quiet,
-                           save_uvfits, scan_ids)
+from vlbicore.data.averaging import scan_ids
+from vlbicore.data.observation import Observation, file_sha256
+from vlbicore.data.uvfits import band_name, ehtim, load_uvfits, mjd_to_date, quiet, save_uvfits
 from vlbicore.errors import VlbiError
 
-ARRAY_DIR = Path(__file__).resolve().parents[1] / "data" / "arrays"
+# shipped as package data, so simulation works from any install (not only an editable one)
+ARRAY_DIR = Path(__file__).resolve().parent / "arrays"
 STATION_CODES = {"ALMA": "AA", "APEX": "AP", "SMT": "AZ", "JCMT": "JC", "LMT": "LM", "PV": "PV",
                  "SMA": "SM", "SPT": "SP", "GLT": "GL", "KP": "KP", "NOEMA": "NN"}
 
@@ -69,7 +71,7 @@ def model_visibilities(model_fn: Callable, u: np.ndarray, v: np.ndarray) -> np.n
 
 
 def load_array(array: str | Path):
-    """An ehtim ``Array`` from a table name in data/arrays ("EHT2017", "EHT2017_m87", ...) or a path."""
+    """An ehtim ``Array`` from a table name in vlbicore/data/arrays ("EHT2017", "EHT2017_m87", ...) or a path."""
     path = Path(array)
     if not path.suffix and not path.exists():
         path = ARRAY_DIR / f"{array}.txt"
@@ -133,7 +135,6 @@ def _observation(*, source, ra, dec, freq, mjd, bw, stations, u, v, sigma, time,
         tint=np.asarray(tint, float)[order])
 
 
-
 def parse_params(pairs: list[str]) -> dict:
     """``["d=42", "beta_list=0.2+0.1j,-0.05j"]`` -> {"d": 42.0, "beta_list": [(0.2+0.1j), -0.05j]}."""
     params = {}
@@ -150,19 +151,3 @@ def parse_params(pairs: list[str]) -> dict:
             raise VlbiError(f"--param: {pair!r} has no numeric value; beta_list takes complex numbers "
                             "like 0.2+0.1j,-0.05j") from None
     return params
-
-
-def simulate_from_cli(args) -> Observation:
-    """``vlbicore simulate``: observe ``models.visibility(args.model, u, v, **params)`` and write uvfits."""
-    import jax
-
-    jax.config.update("jax_enable_x64", True)  # model visibilities in float64 (this process only simulates)
-    from vlbicore.models import visibility
-
-    params = parse_params(args.param)
-    visibility(args.model, np.zeros(1), np.zeros(1), **params)  # fail early on a bad model or parameter
-    obs = simulate_observation(lambda u, v: visibility(args.model, u, v, **params), array=args.array,
-                               like=args.like, noise=not args.no_noise, seed=args.seed, out=args.out)
-    print(f"simulated {args.model} {params} on {'coverage of ' + str(args.like) if args.like else args.array}: "
-          f"{len(obs)} records, {len(obs.stations)} stations -> {args.out}")
-    return obs

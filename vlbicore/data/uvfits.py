@@ -22,11 +22,8 @@ Units: u, v in wavelengths, visibilities and sigmas in Jy, time in hours UTC fro
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime
-import hashlib
 import io
-import json
 import os
 import re
 import warnings
@@ -35,10 +32,9 @@ from typing import Iterator
 
 import numpy as np
 
+from vlbicore.data.averaging import scan_ids
+from vlbicore.data.observation import Observation, file_sha256, one_line
 from vlbicore.errors import VlbiError
-
-# add_scans() defaults in ehtim 1.3.2: a gap longer than this (hours, ~59 s) starts a new scan.
-SCAN_GAP_HOURS = 0.0165
 
 # Centre frequencies of the EHT 2017/2018 bands (Hz) -> band names; a band is recognised within 0.5 GHz.
 EHT_BANDS = {213.1e9: "b1", 215.1e9: "b2", 227.0707e9: "lo", 229.0707e9: "hi"}
@@ -61,67 +57,6 @@ def ehtim():
     return eh
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class Observation:
-    """One calibrated, flagged, (scan-averaged) Stokes I observation; one entry per row of the arrays.
-
-    ``ant1``/``ant2`` index ``stations``; the visibility of a row is that of baseline ant1 -> ant2 at
-    (u, v). ``flag_counts`` says how many records were dropped and why (counted before averaging).
-    The fields after ``flag_counts`` describe the observation for writing it back to uvfits.
-    """
-
-    path: str
-    sha256: str
-    source: str
-    date: str
-    band: str
-    frequency: float
-    stations: tuple[str, ...]
-    u: np.ndarray
-    v: np.ndarray
-    vis: np.ndarray
-    sigma: np.ndarray
-    time: np.ndarray
-    ant1: np.ndarray
-    ant2: np.ndarray
-    scan: np.ndarray
-    flag_counts: dict[str, int]
-    ra: float = 0.0  # hours
-    dec: float = 0.0  # degrees
-    mjd: int = 0
-    bandwidth: float = 0.0  # Hz
-    station_xyz: np.ndarray | None = None  # [n_stations, 3] geocentric metres
-    tint: np.ndarray | None = None  # seconds per row
-
-    def __len__(self) -> int:
-        return len(self.vis)
-
-    @property
-    def uvdist(self) -> np.ndarray:
-        """Baseline length of each row in wavelengths."""
-        return np.hypot(self.u, self.v)
-
-    @property
-    def baseline_labels(self) -> np.ndarray:
-        """'AA-LM' style label of each row."""
-        names = np.asarray(self.stations)
-        return np.char.add(np.char.add(names[self.ant1], "-"), names[self.ant2])
-
-    def summary(self) -> str:
-        """A few lines of plain text describing the observation and what was flagged."""
-        flags = ", ".join(f"{k} {n}" for k, n in self.flag_counts.items() if n) or "none"
-        snr = np.abs(self.vis) / self.sigma
-        return "\n".join([
-            f"{Path(self.path).name}: {self.source} {self.date} band {self.band} "
-            f"({self.frequency / 1e9:.4f} GHz)",
-            f"  stations ({len(self.stations)}): {' '.join(self.stations)}",
-            f"  rows {len(self)} in {len(np.unique(self.scan))} scans, "
-            f"{len(np.unique(self.ant1 * 1000 + self.ant2))} baselines, "
-            f"uv {self.uvdist.min() / 1e9:.2f}-{self.uvdist.max() / 1e9:.2f} Gλ, "
-            f"median SNR {np.median(snr):.1f}",
-            f"  dropped records: {flags}",
-        ])
-
 
 def load_uvfits(path, *, scan_average: bool = True, drop_intra_site: bool = True,
                 min_baseline: float = 1e8) -> Observation:
@@ -137,7 +72,7 @@ def load_uvfits(path, *, scan_average: bool = True, drop_intra_site: bool = True
         with quiet():
             raw = eh.obsdata.load_uvfits(str(path), polrep="stokes")
     except Exception as exc:  # ehtim raises bare Exceptions for every kind of bad input
-        raise VlbiError(f"{path}: ehtim could not read this uvfits file ({_one_line(exc)}); "
+        raise VlbiError(f"{path}: ehtim could not read this uvfits file ({one_line(exc)}); "
                         "check that it is a calibrated, single-source uvfits file") from None
 
     data = raw.data
@@ -217,64 +152,6 @@ def save_uvfits(obs: Observation, path) -> Path:
     return path
 
 
-_ARRAY_FIELDS = ("u", "v", "vis", "sigma", "time", "ant1", "ant2", "scan", "station_xyz", "tint")
-_META_FIELDS = ("path", "sha256", "source", "date", "band", "frequency", "stations", "flag_counts", "ra", "dec",
-                "mjd", "bandwidth")
-PREPARED_FORMAT = 1
-
-
-def save_prepared(obs: Observation, path) -> Path:
-    """Write ``obs`` as a ``.npz`` (arrays + JSON metadata + a checksum of both) for ``load_prepared``.
-
-    The metadata keep the input file's path and sha256, so a workflow can tell which uvfits a prepared
-    file came from; the checksum catches a damaged or hand-edited file.
-    """
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise VlbiError(f"{path}: the output folder does not exist; create it first")
-    arrays = {name: np.asarray(getattr(obs, name)) for name in _ARRAY_FIELDS if getattr(obs, name) is not None}
-    meta = {name: getattr(obs, name) for name in _META_FIELDS}
-    meta["stations"] = list(obs.stations)
-    meta["format"] = PREPARED_FORMAT
-    meta_json = json.dumps(meta)
-    with open(path, "wb") as handle:  # a handle, so numpy does not append ".npz" to other names
-        np.savez(handle, meta=np.array(meta_json), checksum=np.array(_content_checksum(arrays, meta_json)),
-                 **arrays)
-    return path
-
-
-def load_prepared(path) -> Observation:
-    """Read an ``Observation`` written by ``save_prepared`` (checksum verified)."""
-    path = Path(path)
-    if not path.is_file():
-        raise VlbiError(f"{path}: prepared file not found; run `vlbicore prepare DATA.uvfits --out {path}`")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            contents = {name: npz[name] for name in npz.files}
-        meta_json = str(contents.pop("meta"))
-        checksum = str(contents.pop("checksum"))
-        meta = json.loads(meta_json)
-    except Exception as exc:
-        raise VlbiError(f"{path}: not a prepared observation ({_one_line(exc)}); "
-                        "run `vlbicore prepare` again") from None
-    if meta.get("format") != PREPARED_FORMAT or checksum != _content_checksum(contents, meta_json):
-        raise VlbiError(f"{path}: checksum or format mismatch (damaged, edited or from another vlbicore "
-                        "version); run `vlbicore prepare` again")
-    meta.pop("format")
-    meta["stations"] = tuple(meta["stations"])
-    return Observation(**meta, **{name: contents.get(name) for name in _ARRAY_FIELDS})
-
-
-def _content_checksum(arrays: dict[str, np.ndarray], meta_json: str) -> str:
-    digest = hashlib.sha256(meta_json.encode())
-    for name in sorted(arrays):
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(arrays[name]).tobytes())
-    return digest.hexdigest()
-
-
-# ----------------------------------------------------------------------------------------------
-# helpers
 
 
 def _check_uvfits(path: Path) -> int:
@@ -304,7 +181,7 @@ def _check_uvfits(path: Path) -> int:
     except VlbiError:
         raise
     except Exception as exc:
-        raise VlbiError(f"{path}: cannot be read as FITS ({_one_line(exc)}); the file is truncated "
+        raise VlbiError(f"{path}: cannot be read as FITS ({one_line(exc)}); the file is truncated "
                         "or not a uvfits file, download or export it again") from None
     if n_read != n_groups or n_groups == 0:
         raise VlbiError(f"{path}: holds {n_read} of {n_groups} visibility records (truncated or empty); "
@@ -341,15 +218,6 @@ def _usable_records(data, min_baseline: float) -> tuple[np.ndarray, dict[str, in
     return ~(bad_sigma | bad_vis | intra), counts
 
 
-def scan_ids(times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Scan index of each record (a new scan after a gap > SCAN_GAP_HOURS, as ehtim's add_scans)
-    and the first time of each scan."""
-    unique = np.unique(times)
-    starts = np.concatenate([[True], np.diff(unique) > SCAN_GAP_HOURS])
-    scan_of_unique = np.cumsum(starts) - 1
-    scan = scan_of_unique[np.searchsorted(unique, times)]
-    return scan, unique[starts]
-
 
 def _average_scans(eh, raw, data):
     """Coherent per-baseline scan average with ehtim's add_scans() + avg_coherent(0, scan_avg=True)."""
@@ -375,19 +243,6 @@ def band_name(filename: str, frequency: float) -> str:
 
 def mjd_to_date(mjd: float) -> str:
     return (datetime.date(1858, 11, 17) + datetime.timedelta(days=int(mjd))).isoformat()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:200]
 
 
 def _describe(counts: dict[str, int]) -> str:

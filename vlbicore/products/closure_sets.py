@@ -1,5 +1,4 @@
-"""Data products for model fitting: visibilities, debiased amplitudes, closure phases and log closure
-amplitudes, each with propagated errors, labels and a pure JAX ``predict(V)``.
+"""Minimal, non-redundant closure sets per time stamp, and the closure product they make.
 
 Closure sets are minimal and non-redundant **per time stamp**, built from that time's baseline graph,
 so they stay complete when stations are missing (ehtim's ``count='min'`` anchors every closure on one
@@ -13,10 +12,9 @@ reference station and loses closures whenever that station lacks a baseline):
 * log closure amplitudes: gain-invariant combinations of log amplitudes are the null space of the
   unsigned incidence matrix, of dimension ``E - V + B`` (B = bipartite components; N(N-3)/2 for a
   full N-station array). Quadrangles log|V_ab| + log|V_cd| - log|V_ac| - log|V_bd| are taken
-  greedily, highest SNR first, while they raise the rank. Baselines with |V| <= sigma (debiased
-  amplitude 0) are left out of the graph. (Graphs whose invariants are not all spanned by 4-cycles,
-  e.g. two triangles joined by a single baseline, get fewer than E - V + B; no time stamp of the
-  EHT 2017 M87 files is such a graph.)
+  greedily, highest SNR first, while they raise the rank. (Graphs whose invariants are not all
+  spanned by 4-cycles, e.g. two triangles joined by a single baseline, get fewer than E - V + B; no
+  time stamp of the EHT 2017 M87 files is such a graph.)
 
 Errors are the high-SNR propagation: sigma_phase = sigma/|V| per baseline, summed in quadrature.
 With ``covariance=True`` each closure product also carries the full covariance A diag(sigma_i^2) A^T
@@ -27,224 +25,62 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-from collections.abc import Iterable, Iterator, Mapping
-from typing import ClassVar
+from collections.abc import Iterable
 
-import jax.numpy as jnp
 import numpy as np
 
-from vlbicore.data import Observation
-from vlbicore.errors import VlbiError
-
-PRODUCT_KINDS = ("vis", "amp", "cphase", "lcamp")
+from vlbicore.products.base import Product, ProductOptions, index_arrays, pad, pad_square, whitened_pointwise, whitener
 
 # A candidate closure raises the rank of the chosen set when its residual after projection on the
 # chosen set is longer than this (cycle vectors have integer entries, so real residuals are O(1)).
 _RANK_TOLERANCE = 1e-8
 
 
-def debiased_amplitude(amplitude, sigma):
-    """sqrt(|A|^2 - sigma^2), and 0 where |A| < sigma (the ehtim convention)."""
-    amplitude, sigma = np.abs(amplitude), np.asarray(sigma)
-    return np.sqrt(np.clip(amplitude**2 - sigma**2, 0.0, None))
-
-
-def wrap_phase(phase):
-    """Map angles (radians) to (-pi, pi] (JAX; differentiable)."""
-    return jnp.angle(jnp.exp(1j * phase))
-
-
-def _wrap(phase: np.ndarray) -> np.ndarray:
-    return np.angle(np.exp(1j * np.asarray(phase)))
-
-
-def predict_product(kind: str, V, rows, signs=None):
-    """Model values of one product kind from the visibilities ``V`` (JAX): the one formula behind each
-    product's ``predict`` and the fitter's padded copies of ``rows``/``signs`` (zero signs give 0)."""
-    V = jnp.asarray(V)
-    if kind == "vis":
-        return V[rows]
-    if kind == "amp":
-        return jnp.abs(V[rows])
-    if kind == "cphase":
-        return wrap_phase(jnp.sum(signs * jnp.angle(V)[rows], axis=-1))
-    if kind == "lcamp":
-        return jnp.sum(signs * jnp.log(jnp.abs(V))[rows], axis=-1)
-    raise VlbiError(f"products: {kind!r} is unknown; use vis, amp, cphase or lcamp")
-
-
-def relative_sigma(obs: Observation) -> np.ndarray:
-    """sigma/|V| per row: the high-SNR error of the phase (rad) and of log|V|; inf where V = 0."""
-    amplitude = np.abs(obs.vis)
-    return np.divide(obs.sigma, amplitude, out=np.full(len(obs), np.inf), where=amplitude > 0)
-
-
-# ----------------------------------------------------------------------------------------------
-# product classes
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
-class _Product:
-    """Fields shared by every product: ``rows`` index the observation rows the product is made of."""
-
-    rows: np.ndarray
-    values: np.ndarray
-    sigma: np.ndarray
-    time: np.ndarray
-    labels: np.ndarray
-    uvdist: np.ndarray  # λ; baseline length, or the longest baseline of a closure
-
-    @property
-    def n(self) -> int:
-        return len(self.values)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class VisibilityProduct(_Product):
-    """Complex visibilities (Jy); sigma is the standard deviation of each real and imaginary part."""
-
-    kind: ClassVar[str] = "vis"
-    cov: ClassVar[None] = None
-
-    def predict(self, V):
-        return predict_product(self.kind, V, self.rows)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class AmplitudeProduct(_Product):
-    """Debiased visibility amplitudes (Jy). Amplitudes below their sigma are kept, debiased to 0: they
-    still say the flux on that baseline is small, and dropping them would bias the set upwards."""
-
-    kind: ClassVar[str] = "amp"
-    cov: ClassVar[None] = None
-
-    def predict(self, V):
-        return predict_product(self.kind, V, self.rows)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class ClosurePhaseProduct(_Product):
-    """Closure phases (rad): values = sum_j signs[k, j] * arg V[rows[k, j]] (padding has sign 0)."""
+class ClosureProduct(Product):
+    """A closure product: datum k combines the baselines ``rows[k, :]`` with ``signs[k, :]`` (0 = padding);
+    ``cov`` is the full covariance (block diagonal in time) or None (independent data)."""
 
     signs: np.ndarray
     cov: np.ndarray | None = None
-    kind: ClassVar[str] = "cphase"
 
-    def predict(self, V):
-        return predict_product(self.kind, V, self.rows, self.signs)
+    def likelihood_arrays(self, obs, options: ProductOptions, size: int) -> tuple[str, dict]:
+        if self.cov is None:
+            return self.independent_arrays(size)
+        arrays = index_arrays(self, size)
+        arrays["values"] = pad(np.asarray(self.values), size, 0.0)
+        white, log_diag = whitener(self.cov)
+        return "whitened", {**arrays, "whitener": pad_square(white, size), "log_diag": pad(log_diag, size, 0.0)}
 
+    def independent_arrays(self, size: int) -> tuple[str, dict]:
+        """(variant, arrays) without a covariance (default: a Gaussian with ``sigma``)."""
+        return Product.likelihood_arrays(self, None, None, size)
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class LogClosureAmplitudeProduct(_Product):
-    """Log closure amplitudes log|V_ab| + log|V_cd| - log|V_ac| - log|V_bd|; rows [K, 4] in that order."""
+    @classmethod
+    def residual_of(cls, difference):
+        """data − model as the density sees it (closure phases wrap it onto the circle); JAX or NumPy."""
+        return difference
 
-    signs: np.ndarray
-    cov: np.ndarray | None = None
-    kind: ClassVar[str] = "lcamp"
+    @classmethod
+    def log_density(cls, variant: str, arrays: dict, predicted):
+        if variant == "whitened":
+            residual = cls.residual_of(arrays["values"] - predicted)
+            return whitened_pointwise(residual, arrays["whitener"], arrays["log_diag"])
+        return cls.independent_density(variant, arrays, predicted)
 
-    def predict(self, V):
-        return predict_product(self.kind, V, self.rows, self.signs)
+    @staticmethod
+    def independent_density(variant: str, arrays: dict, predicted):
+        return Product.log_density(variant, arrays, predicted)
 
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class DataProducts(Mapping):
-    """The products built from one observation: a read-only mapping kind -> product, plus ``obs``."""
-
-    obs: Observation
-    products: Mapping[str, _Product]
-
-    def __getitem__(self, kind: str) -> _Product:
-        return self.products[kind]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.products)
-
-    def __len__(self) -> int:
-        return len(self.products)
-
-    @property
-    def n_data(self) -> dict[str, int]:
-        return {kind: product.n for kind, product in self.products.items()}
+    def chi_squared(self, predicted) -> tuple[float, int]:
+        resid = np.asarray(self.residual_of(self.residuals(predicted)))
+        if self.cov is None:
+            return float(np.sum((resid / self.sigma) ** 2)), len(self.values)
+        white, _ = whitener(self.cov)
+        return float(np.sum((white @ resid) ** 2)), len(self.values)
 
 
-# ----------------------------------------------------------------------------------------------
-# building
-
-
-def build_products(obs: Observation, products: str | Iterable[str] = ("cphase", "lcamp"), *,
-                   covariance: bool = False, snr_cut: float = 0.0,
-                   lcamp_debias: bool = False) -> DataProducts:
-    """Build the requested products from ``obs``; rows with |V|/sigma < ``snr_cut`` are left out of all.
-
-    ``lcamp_debias``: use debiased amplitudes inside the log closure amplitudes (see
-    ``log_closure_amplitudes``; off by default because it biases them low at moderate SNR).
-    """
-    kinds = (products,) if isinstance(products, str) else tuple(products)
-    unknown = [k for k in kinds if k not in PRODUCT_KINDS]
-    if unknown or not kinds:
-        raise VlbiError(f"products: unknown product {unknown or 'list (empty)'}; "
-                        f"choose from {', '.join(PRODUCT_KINDS)}")
-    usable = np.flatnonzero(np.abs(obs.vis) >= snr_cut * obs.sigma)
-    builders = {"vis": _visibilities, "amp": _amplitudes,
-                "cphase": lambda o, r: closure_phases(o, r, covariance=covariance),
-                "lcamp": lambda o, r: log_closure_amplitudes(o, r, covariance=covariance,
-                                                           debias=lcamp_debias)}
-    built = {kind: builders[kind](obs, usable) for kind in dict.fromkeys(kinds)}
-    return DataProducts(obs=obs, products=built)
-
-
-def _visibilities(obs: Observation, rows: np.ndarray) -> VisibilityProduct:
-    return VisibilityProduct(rows=rows, values=obs.vis[rows], sigma=obs.sigma[rows], **_row_meta(obs, rows))
-
-
-def _amplitudes(obs: Observation, rows: np.ndarray) -> AmplitudeProduct:
-    return AmplitudeProduct(rows=rows, values=debiased_amplitude(obs.vis[rows], obs.sigma[rows]),
-                            sigma=obs.sigma[rows], **_row_meta(obs, rows))
-
-
-def _row_meta(obs: Observation, rows: np.ndarray) -> dict:
-    return dict(time=obs.time[rows], labels=obs.baseline_labels[rows], uvdist=obs.uvdist[rows])
-
-
-def closure_phases(obs: Observation, rows: np.ndarray | None = None, *,
-                   covariance: bool = False) -> ClosurePhaseProduct:
-    """Minimal closure-phase set per time stamp from the given rows (default: all rows)."""
-    rows = np.arange(len(obs)) if rows is None else np.asarray(rows)
-    rows = rows[np.abs(obs.vis[rows]) > 0]
-    phase_sigma = relative_sigma(obs)
-    loops = []
-    for time, graph in _graphs_by_time(obs, rows, phase_sigma):
-        loops.extend((time, graph, loop) for loop in _minimal_cycles(graph))
-    return _assemble(obs, loops, ClosurePhaseProduct,
-                     value_fn=lambda r, s: _wrap(np.sum(s * np.angle(obs.vis[r]), axis=-1)),
-                     edge_sigma=phase_sigma, covariance=covariance)
-
-
-def log_closure_amplitudes(obs: Observation, rows: np.ndarray | None = None, *,
-                           covariance: bool = False, debias: bool = False) -> LogClosureAmplitudeProduct:
-    """Minimal log-closure-amplitude set per time stamp; baselines with |V| <= sigma (debiased
-    amplitude 0) are not used.
-
-    ``debias=False`` (default) takes logs of the measured amplitudes: E[log|V|] = log|V0| to better
-    than 1e-3 for SNR >= 3 (Rice noise), whereas log of the debiased amplitude sqrt(|V|^2 - sigma^2)
-    is biased low by about 1/(2 SNR^2) (-0.064 at SNR 3, -0.023 at SNR 5; see docs/data.md).
-    ``debias=True`` uses the debiased amplitudes inside the logs.
-    """
-    rows = np.arange(len(obs)) if rows is None else np.asarray(rows)
-    debiased = debiased_amplitude(obs.vis, obs.sigma)
-    rows = rows[debiased[rows] > 0]
-    amplitude = debiased if debias else np.abs(obs.vis)
-    log_sigma = relative_sigma(obs)
-    quads = []
-    for time, graph in _graphs_by_time(obs, rows, log_sigma):
-        quads.extend((time, graph, quad) for quad in _minimal_quadrangles(graph))
-    log_amplitude = np.log(np.where(amplitude > 0, amplitude, 1.0))
-    return _assemble(obs, quads, LogClosureAmplitudeProduct,
-                     value_fn=lambda r, s: np.sum(s * log_amplitude[r], axis=-1),
-                     edge_sigma=log_sigma, covariance=covariance)
-
-
-# ----------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # graphs and minimal sets
 
 
@@ -289,7 +125,7 @@ class _Closure:
         return float(np.sqrt(sum(graph.edge_sigma[e] ** 2 for e in self.edges)))
 
 
-def _graphs_by_time(obs: Observation, rows: np.ndarray, edge_sigma: np.ndarray):
+def graphs_by_time(obs, rows: np.ndarray, edge_sigma: np.ndarray):
     """Yield (time, baseline graph) per time stamp; a baseline seen twice keeps its best-SNR row."""
     for time in np.unique(obs.time[rows]):
         best: dict[frozenset, int] = {}
@@ -383,7 +219,7 @@ def _loop(graph: _Graph, stations: tuple[int, ...]) -> _Closure | None:
     return _Closure(stations=stations, edges=tuple(e for e, _ in steps), signs=tuple(s for _, s in steps))
 
 
-def _minimal_cycles(graph: _Graph) -> list[_Closure]:
+def minimal_cycles(graph: _Graph) -> list[_Closure]:
     """A basis of the cycle space: best-SNR triangles first, then spanning-tree loops."""
     target = cycle_rank(graph.edges)
     triangles = [t for t in (_loop(graph, c) for c in itertools.combinations(graph.stations, 3)) if t]
@@ -424,7 +260,7 @@ def _fundamental_loops(graph: _Graph) -> list[_Closure]:
     return sorted(loops, key=lambda c: (len(c.edges), c.sigma(graph)))
 
 
-def _minimal_quadrangles(graph: _Graph) -> list[_Closure]:
+def minimal_quadrangles(graph: _Graph) -> list[_Closure]:
     """Best-SNR quadrangles while they raise the rank, up to E - V + B."""
     target = log_amplitude_rank(graph.edges)
     candidates = []
@@ -460,13 +296,13 @@ def _greedy(graph: _Graph, candidates: list[_Closure], limit: int, prior=()) -> 
     return chosen
 
 
-# ----------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # assembling arrays
 
 
-def _assemble(obs: Observation, closures, cls, *, value_fn, edge_sigma, covariance: bool):
+def assemble(obs, closures, cls, *, value_fn, edge_sigma, covariance: bool, min_width: int):
     """Pad the closures of all times into [K, L] arrays and compute values, sigmas and covariance."""
-    width = max((len(c.edges) for _, _, c in closures), default=3 if cls is ClosurePhaseProduct else 4)
+    width = max((len(c.edges) for _, _, c in closures), default=min_width)
     K = len(closures)
     rows, signs = np.zeros((K, width), np.int64), np.zeros((K, width))
     for k, (_, graph, closure) in enumerate(closures):

@@ -1,0 +1,148 @@
+"""One typed fit configuration: the defaults, the merging of its layers, the pinning of what the chosen
+products cannot see, and validation with one-line errors.
+
+Layers, later ones winning (``sampler``, ``priors`` and ``fixed`` merge key by key):
+
+    FitConfig defaults  <-  campaign defaults  <-  the campaign's model  <-  --config FILE  <-  --fit-json
+    <-  command-line flags
+
+:func:`FitConfig.from_layers` does the merge; ``vlbicore fit``, the workflow (through
+``vlbicore.survey.campaign``) and :func:`vlbicore.pipeline.run_fit` all consume the result, and the model
+is built from it once (:attr:`FitConfig.sky_model`). The campaign JSON schema
+(``vlbicore/schemas/config.schema.yaml``) describes the same keys; ``tests/test_config.py`` proves that
+its model types, orders, products and sampler keys agree with the code.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+from typing import Any, Mapping
+
+from vlbicore.errors import VlbiError
+from vlbicore.inference.settings import SamplerSettings
+from vlbicore.models import SkyModel, build_model
+from vlbicore.products import AMP_LIKELIHOODS, PRODUCT_KINDS
+
+# keys of one fit configuration (what --config / --fit-json hold, and what a campaign model may set)
+FIT_KEYS = ("model", "products", "sampler", "priors", "fixed", "systematic", "amp_likelihood", "covariance")
+# keys a campaign sets for every model and a model may override
+CAMPAIGN_DEFAULT_KEYS = ("products", "sampler", "systematic", "amp_likelihood", "covariance")
+_MERGED_BY_KEY = ("sampler", "priors", "fixed")
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+    """The whole configuration of one fit; every field has its default here and nowhere else.
+
+    ``model``: the model spec (a type with options, or named components; see ``vlbicore models``);
+    ``products``: data products fitted; ``sampler``: :class:`~vlbicore.inference.settings.SamplerSettings`;
+    ``priors``/``fixed``: per-parameter box priors and pinned values on top of the model's own;
+    ``systematic``: fractional error added to every visibility σ before products are formed;
+    ``amp_likelihood``: ``gauss`` (debiased amplitudes) or ``rice``; ``covariance``: closure products with
+    their full per-time-stamp covariance.
+    """
+
+    model: Mapping[str, Any]
+    products: tuple[str, ...] = ("cphase", "lcamp")
+    sampler: SamplerSettings = SamplerSettings()
+    priors: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    fixed: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    systematic: float = 0.0
+    amp_likelihood: str = "gauss"
+    covariance: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.model, Mapping) or not self.model:
+            raise VlbiError("fit: no model given; use --model NAME (see `vlbicore models`) or a model in --config")
+        products = tuple(self.products)
+        unknown = [p for p in products if p not in PRODUCT_KINDS]
+        if unknown or not products or len(set(products)) != len(products):
+            raise VlbiError(f"products: {', '.join(unknown) or list(products)} is not a list of distinct products; "
+                            f"use a comma list of {', '.join(PRODUCT_KINDS)}")
+        object.__setattr__(self, "products", products)
+        if not isinstance(self.systematic, (int, float)) or not math.isfinite(self.systematic) or self.systematic < 0:
+            raise VlbiError(f"systematic: {self.systematic!r} is not a fraction >= 0; use e.g. 0.02 for 2 %")
+        if self.amp_likelihood not in AMP_LIKELIHOODS:
+            raise VlbiError(f"amp_likelihood: {self.amp_likelihood!r} is unknown; use one of {', '.join(AMP_LIKELIHOODS)}")
+        if not isinstance(self.covariance, bool):
+            raise VlbiError(f"covariance: {self.covariance!r} is not true or false")
+
+    # ----------------------------------------------------------------------------------------------
+    # merging
+
+    @classmethod
+    def from_layers(cls, *layers: tuple[Mapping[str, Any], str]) -> "FitConfig":
+        """The configuration from ``(mapping, where)`` layers, later layers winning; ``where`` names the
+        layer in errors (e.g. ``"--config fit.yaml"``, ``"models.mring1"``)."""
+        merged: dict[str, Any] = {}
+        for values, where in layers:
+            if not isinstance(values, Mapping):
+                raise VlbiError(f"{where}: expected a mapping of fit settings, got {type(values).__name__}")
+            unknown = sorted(set(values) - set(FIT_KEYS))
+            if unknown:
+                raise VlbiError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(FIT_KEYS)}")
+            for key, value in values.items():
+                if key in _MERGED_BY_KEY:
+                    if not isinstance(value, Mapping):
+                        raise VlbiError(f"{where}.{key}: expected a mapping, got {value!r}")
+                    merged[key] = {**merged.get(key, {}), **value}
+                elif key == "model":
+                    merged[key] = {"type": value} if isinstance(value, str) else dict(value)
+                else:
+                    merged[key] = value
+        if "model" not in merged:
+            raise VlbiError("fit: no model given; use --model NAME (see `vlbicore models`) or a model in --config")
+        sampler = SamplerSettings.from_dict(merged.pop("sampler", {}))
+        if "products" in merged:
+            merged["products"] = tuple(merged["products"])
+        config = cls(sampler=sampler, **merged)
+        config.sky_model  # unknown types or parameter names fail here, before any data are read
+        return config
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], where: str = "fit configuration") -> "FitConfig":
+        """A configuration from one mapping (e.g. a store's ``fit_config`` attribute)."""
+        return cls.from_layers((values, where))
+
+    def replace(self, **changes) -> "FitConfig":
+        """A copy with some fields changed (``sampler`` may be a mapping of sampler keys to change)."""
+        if isinstance(changes.get("sampler"), Mapping):
+            changes["sampler"] = SamplerSettings.from_dict({**dataclasses.asdict(self.sampler), **changes["sampler"]})
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as plain JSON-able values (round-trips through :meth:`from_dict`)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["sampler"] = dataclasses.asdict(self.sampler)
+        out["products"] = list(self.products)
+        return json.loads(json.dumps(out))
+
+    # ----------------------------------------------------------------------------------------------
+    # the model
+
+    @functools.cached_property
+    def model_spec(self) -> dict:
+        """Model spec with the fit-level ``priors``/``fixed`` folded in, and the parameters the data products
+        cannot see pinned: the absolute position (x0, y0 -> 0 µas) unless complex visibilities are fitted
+        (amplitudes and closure phases are blind to a shift), and the total flux (F0 -> 1 Jy) when only
+        closures are fitted. A flat direction would otherwise send NUTS on long, useless trajectories."""
+        spec = dict(self.model)
+        if self.priors:
+            spec["priors"] = {**spec.get("priors", {}), **self.priors}
+        fixed = {**spec.get("fixed", {}), **self.fixed}
+        products = set(self.products)
+        for name in build_model({**spec, "fixed": fixed}).closure_invariant_params():
+            is_flux = name.split(".")[-1] == "F0"
+            sees_it = bool(products & {"amp", "vis"}) if is_flux else "vis" in products
+            if not sees_it:
+                fixed.setdefault(name, 1.0 if is_flux else 0.0)
+        if fixed:
+            spec["fixed"] = fixed
+        return spec
+
+    @functools.cached_property
+    def sky_model(self) -> SkyModel:
+        """The sky model of this fit (with the pinned parameters of :attr:`model_spec`), built once."""
+        return build_model(self.model_spec)

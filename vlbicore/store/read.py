@@ -1,0 +1,131 @@
+"""Reading fit stores: open lazily, check the schema and groups, and the fit-level and per-parameter
+facts every consumer (``vlbicore summary``, gather, plots, report) reads from a store."""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from vlbicore import SCHEMA_VERSION
+from vlbicore.errors import VlbiError
+from vlbicore.statistics import draw_statistics
+from vlbicore.store.layout import REQUIRED_GROUPS
+
+
+def read_fit_tree(path, *, chunks: dict | None = None) -> xr.DataTree:
+    """Open a store lazily without checking its layout; unreadable -> VlbiError naming the path."""
+    path = Path(path)
+    if not path.exists():
+        raise VlbiError(f"{path}: fit store not found; check the path or rerun the fit")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=RuntimeWarning)
+            return xr.open_datatree(path, engine="zarr", chunks=chunks, consolidated=True)
+    except Exception as exc:  # zarr/xarray raise many types for a damaged store; all mean the same to a user
+        detail = " ".join(str(exc).split())[:160]
+        raise VlbiError(f"{path}: not a readable Zarr fit store ({type(exc).__name__}: {detail}); rerun the fit") from exc
+
+
+def schema_problem(tree: xr.DataTree, path) -> str | None:
+    """The one-line complaint about a store of another schema version, or None when it is supported."""
+    schema = tree.attrs.get("vlbicore_schema")
+    if schema == SCHEMA_VERSION:
+        return None
+    return (f"{path}: store schema {schema!r} is not the supported version {SCHEMA_VERSION}; "
+            "refit with this vlbicore version or use the matching vlbicore release")
+
+
+def check_schema(tree: xr.DataTree, path) -> None:
+    problem = schema_problem(tree, path)
+    if problem:
+        raise VlbiError(problem)
+
+
+def missing_groups(tree: xr.DataTree) -> list[str]:
+    return [g for g in REQUIRED_GROUPS if g not in tree.children]
+
+
+def open_fit_store(path, *, chunks: dict | None = None) -> xr.DataTree:
+    """Open a fit store lazily and check its schema version and required groups (VlbiError otherwise)."""
+    tree = read_fit_tree(path, chunks=chunks)
+    check_schema(tree, path)
+    missing = missing_groups(tree)
+    if missing:
+        raise VlbiError(f"{path}: store lacks group(s) {', '.join(missing)}; it is incomplete, rerun the fit")
+    return tree
+
+
+def json_attr(tree: xr.DataTree, key: str, default: Any = None) -> Any:
+    """A root attribute stored as JSON string, decoded (``default`` when absent or not JSON)."""
+    value = tree.attrs.get(key)
+    if value is None:
+        return default
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return default
+    return value
+
+
+def fit_level_summary(tree: xr.DataTree) -> dict[str, Any]:
+    """Divergences, draws, converged flag and reasons, reduced χ² and n per product, modes."""
+    stats = tree["sample_stats"].dataset if "sample_stats" in tree.children else xr.Dataset()
+    divergences = int(np.asarray(stats["diverging"].values).sum()) if "diverging" in stats else 0
+    posterior = tree["posterior"].dataset
+    n_samples = int(posterior.sizes.get("chain", 0) * posterior.sizes.get("draw", 0))
+    diag = tree["diagnostics"].dataset if "diagnostics" in tree.children else xr.Dataset()
+    chi2, n_data = {}, {}
+    if "product" in diag.coords:
+        for i, kind in enumerate(diag["product"].values.tolist()):
+            chi2[str(kind)] = float(diag["reduced_chi2"].values[i])
+            n_data[str(kind)] = int(diag["n_data"].values[i])
+    modes = []
+    if "mode_lp" in diag:
+        names = [str(p) for p in diag["parameter"].values.tolist()]
+        for lp, values, chains in zip(diag["mode_lp"].values, diag["mode_values"].values, diag["mode_chains"].values):
+            set_values = {n: float(v) for n, v in zip(names, values) if np.isfinite(v)}
+            modes.append({"lp": float(lp), "values": set_values, "chains": int(chains)})
+    convergence = json_attr(tree, "convergence", {}) or {}
+    return {
+        "divergences": divergences,
+        "n_samples": n_samples,
+        "converged": bool(tree.attrs.get("converged", False)),
+        "reasons": list(convergence.get("reasons", [])),
+        "warnings": list(convergence.get("warnings", [])),
+        "reduced_chi2": chi2,
+        "n_data": n_data,
+        "modes": modes,
+    }
+
+
+def parameter_names(tree: xr.DataTree) -> list[str]:
+    """Posterior variables in fit order (the diagnostics' parameter order), any others after them by name."""
+    posterior = tree["posterior"].dataset
+    diag = tree["diagnostics"].dataset if "diagnostics" in tree.children else xr.Dataset()
+    fitted = [str(p) for p in diag["parameter"].values.tolist()] if "parameter" in diag.coords else []
+    return [p for p in fitted if p in posterior] + sorted(str(p) for p in posterior.data_vars if str(p) not in fitted)
+
+
+def parameter_statistics(tree: xr.DataTree) -> dict[str, dict[str, float]]:
+    """Per posterior variable: mean, sd, median, hdi_low, hdi_high (94 %) and the stored rhat, ess_bulk, ess_tail."""
+    posterior = tree["posterior"].dataset
+    diag = tree["diagnostics"].dataset if "diagnostics" in tree.children else xr.Dataset()
+    stored = {}
+    if "parameter" in diag.coords:
+        names = [str(p) for p in diag["parameter"].values.tolist()]
+        for key in ("rhat", "ess_bulk", "ess_tail"):
+            if key in diag:
+                stored[key] = dict(zip(names, np.asarray(diag[key].values, dtype=np.float64).tolist()))
+    out = {}
+    for name in parameter_names(tree):
+        stats = draw_statistics(np.asarray(posterior[name].values), period=posterior[name].attrs.get("period"))
+        for key in ("rhat", "ess_bulk", "ess_tail"):
+            stats[key] = stored.get(key, {}).get(name, math.nan)
+        out[name] = stats
+    return out
