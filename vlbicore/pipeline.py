@@ -12,6 +12,8 @@ import pathlib
 import time
 from typing import Mapping
 
+import numpy as np
+
 from vlbicore.config import FitConfig
 from vlbicore.data import load_observation
 from vlbicore.errors import VlbiError
@@ -25,9 +27,11 @@ EPOCH_FIELDS = ("source", "date", "band")
 
 
 def observed_data(products) -> dict:
-    """What the store keeps of each product: values, σ, time, labels and uv distance."""
+    """What the store keeps of each product: values, σ, time, scan, labels and uv distance."""
+    scan = products.obs.scan
     return {
-        kind: {"values": p.values, "sigma": p.sigma, "time": p.time, "label": p.labels, "uvdist": p.uvdist}
+        kind: {"values": p.values, "sigma": p.sigma, "time": p.time, "label": p.labels, "uvdist": p.uvdist,
+               "scan": scan[np.asarray(p.rows).reshape(p.n, -1)[:, 0]] if p.n else np.zeros(0, np.int64)}
         for kind, p in products.items()
     }
 

@@ -61,6 +61,8 @@ def _observed_dataset(observed: Mapping[str, Mapping[str, Any]], uv) -> xr.Datas
         for field in ("sigma", "time", "uvdist"):
             if product.get(field) is not None:
                 data_vars[f"{kind}_{field}"] = ((dim,), np.asarray(product[field], dtype=np.float64).reshape(n))
+        if product.get("scan") is not None:  # the scan each datum belongs to (the unit of leave-one-out)
+            data_vars[f"{kind}_scan"] = ((dim,), np.asarray(product["scan"], dtype=np.int64).reshape(n))
         if product.get("label") is not None:
             data_vars[f"{kind}_label"] = ((dim,), np.asarray([str(s) for s in product["label"]], dtype=object))
     if uv is not None:
