@@ -16,4 +16,4 @@ and the modules ``config`` (the typed fit configuration), ``pipeline`` (one fit 
 (synthetic stores for tests and benchmarks), ``errors`` and ``units``.
 """
 __version__ = "0.1.0"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: weighted chains (multimodal fits), mode masses, noise terms, adequacy

@@ -22,14 +22,17 @@ from typing import Any, Mapping
 
 from vlbicore.errors import VlbiError
 from vlbicore.inference.settings import SamplerSettings
+from vlbicore.likelihood.noise import TERMS, NoiseModel
 from vlbicore.models import SkyModel, build_model
-from vlbicore.products import AMP_LIKELIHOODS, PRODUCT_KINDS
+from vlbicore.products import AMP_LIKELIHOODS, PRODUCT_KINDS, check_product_set
 
 # keys of one fit configuration (what --config / --fit-json hold, and what a campaign model may set)
-FIT_KEYS = ("model", "products", "sampler", "priors", "fixed", "systematic", "amp_likelihood", "covariance")
+FIT_KEYS = ("model", "products", "sampler", "priors", "fixed", "noise", "systematic", "amp_likelihood",
+            "covariance", "snr_cut")
 # keys a campaign sets for every model and a model may override
-CAMPAIGN_DEFAULT_KEYS = ("products", "sampler", "systematic", "amp_likelihood", "covariance")
+CAMPAIGN_DEFAULT_KEYS = ("products", "sampler", "noise", "systematic", "amp_likelihood", "covariance", "snr_cut")
 _MERGED_BY_KEY = ("sampler", "priors", "fixed")
+NOISE_PREFIX = "noise."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,11 +40,16 @@ class FitConfig:
     """The whole configuration of one fit; every field has its default here and nowhere else.
 
     ``model``: the model spec (a type with options, or named components; see ``vlbicore models``);
-    ``products``: data products fitted; ``sampler``: :class:`~vlbicore.inference.settings.SamplerSettings`;
-    ``priors``/``fixed``: per-parameter box priors and pinned values on top of the model's own;
-    ``systematic``: fractional error added to every visibility σ before products are formed;
-    ``amp_likelihood``: ``gauss`` (debiased amplitudes) or ``rice``; ``covariance``: closure products with
-    their full per-time-stamp covariance.
+    ``products``: data products fitted (an independent set: vis; amp+cphase; cphase+lcamp; or one
+    alone); ``sampler``: :class:`~vlbicore.inference.settings.SamplerSettings`; ``priors``/``fixed``: per
+    parameter priors and pinned values on top of the model's own (``noise.*`` names address the error
+    terms); ``noise``: the error terms fitted with the model (``default``: the non-closing term for
+    closure products and the fractional term for amplitudes/visibilities; ``none``; or a mapping of
+    terms to true/false, see :mod:`vlbicore.likelihood.noise`); ``systematic``: a fixed fractional error
+    added to every visibility σ before products are formed; ``amp_likelihood``: ``gauss`` (debiased
+    amplitudes) or ``rice``; ``covariance``: closure products with their full per-time-stamp
+    covariance; ``snr_cut``: rows with |V|/σ below it are left out (a number: of every product; a
+    mapping: per kind; default: log closure amplitudes below SNR 3, where they are biased).
     """
 
     model: Mapping[str, Any]
@@ -49,9 +57,11 @@ class FitConfig:
     sampler: SamplerSettings = SamplerSettings()
     priors: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     fixed: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    noise: Any = "default"
     systematic: float = 0.0
     amp_likelihood: str = "gauss"
-    covariance: bool = False
+    covariance: bool = True
+    snr_cut: Any = dataclasses.field(default_factory=lambda: {"lcamp": 3.0})
 
     def __post_init__(self):
         if not isinstance(self.model, Mapping) or not self.model:
@@ -62,12 +72,22 @@ class FitConfig:
             raise VlbiError(f"products: {', '.join(unknown) or list(products)} is not a list of distinct products; "
                             f"use a comma list of {', '.join(PRODUCT_KINDS)}")
         object.__setattr__(self, "products", products)
+        check_product_set(products)
         if not isinstance(self.systematic, (int, float)) or not math.isfinite(self.systematic) or self.systematic < 0:
             raise VlbiError(f"systematic: {self.systematic!r} is not a fraction >= 0; use e.g. 0.02 for 2 %")
         if self.amp_likelihood not in AMP_LIKELIHOODS:
             raise VlbiError(f"amp_likelihood: {self.amp_likelihood!r} is unknown; use one of {', '.join(AMP_LIKELIHOODS)}")
         if not isinstance(self.covariance, bool):
             raise VlbiError(f"covariance: {self.covariance!r} is not true or false")
+        cuts = self.snr_cut if isinstance(self.snr_cut, Mapping) else {"all products": self.snr_cut}
+        for kind, cut in cuts.items():
+            if kind != "all products" and kind not in PRODUCT_KINDS:
+                raise VlbiError(f"snr_cut.{kind}: not a product; use {', '.join(PRODUCT_KINDS)}")
+            if not isinstance(cut, (int, float)) or isinstance(cut, bool) or not cut >= 0:
+                raise VlbiError(f"snr_cut: {cut!r} is not a number >= 0; use e.g. 3 (SNR below which data are dropped)")
+        if not (self.noise in ("default", "none") or isinstance(self.noise, Mapping)):
+            raise VlbiError(f"noise: {self.noise!r} is not 'default', 'none' or a mapping of "
+                            f"{', '.join(TERMS)} to true/false")
 
     # ----------------------------------------------------------------------------------------------
     # merging
@@ -98,7 +118,7 @@ class FitConfig:
         if "products" in merged:
             merged["products"] = tuple(merged["products"])
         config = cls(sampler=sampler, **merged)
-        config.sky_model  # unknown types or parameter names fail here, before any data are read
+        config.sky_model, config.noise_model  # unknown types or parameter names fail here, before any data are read
         return config
 
     @classmethod
@@ -129,9 +149,10 @@ class FitConfig:
         (amplitudes and closure phases are blind to a shift), and the total flux (F0 -> 1 Jy) when only
         closures are fitted. A flat direction would otherwise send NUTS on long, useless trajectories."""
         spec = dict(self.model)
-        if self.priors:
-            spec["priors"] = {**spec.get("priors", {}), **self.priors}
-        fixed = {**spec.get("fixed", {}), **self.fixed}
+        priors = {k: v for k, v in self.priors.items() if not k.startswith(NOISE_PREFIX)}
+        if priors:
+            spec["priors"] = {**spec.get("priors", {}), **priors}
+        fixed = {**spec.get("fixed", {}), **{k: v for k, v in self.fixed.items() if not k.startswith(NOISE_PREFIX)}}
         products = set(self.products)
         for name in build_model({**spec, "fixed": fixed}).closure_invariant_params():
             is_flux = name.split(".")[-1] == "F0"
@@ -146,3 +167,18 @@ class FitConfig:
     def sky_model(self) -> SkyModel:
         """The sky model of this fit (with the pinned parameters of :attr:`model_spec`), built once."""
         return build_model(self.model_spec)
+
+    @functools.cached_property
+    def noise_model(self) -> NoiseModel:
+        """The error terms fitted with the model, for this fit's products (with the ``noise.*`` priors and
+        fixed values)."""
+        priors = {k: v for k, v in self.priors.items() if k.startswith(NOISE_PREFIX)}
+        fixed = {k: v for k, v in self.fixed.items() if k.startswith(NOISE_PREFIX)}
+        return NoiseModel.of(self.noise, self.products, priors, fixed)
+
+    @property
+    def snr_cuts(self) -> dict[str, float]:
+        """``snr_cut`` per product kind of this fit."""
+        if isinstance(self.snr_cut, Mapping):
+            return {k: float(v) for k, v in self.snr_cut.items() if k in self.products}
+        return dict.fromkeys(self.products, float(self.snr_cut))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import sys
 import time
 from typing import Mapping
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from vlbicore.config import FitConfig
 from vlbicore.data import load_observation
+from vlbicore.data.quality import uncalibrated_phases
 from vlbicore.errors import VlbiError
 from vlbicore.inference import fit
 from vlbicore.likelihood import with_systematic
@@ -43,35 +45,62 @@ def run_fit(data_path, config: FitConfig, out, *, epoch: str | None = None, over
     ``epoch`` is the id recorded in the store (default: the file's stem); ``epoch_info`` may give the
     ``source``, ``date`` and ``band`` a campaign states for the file; ``campaign`` is its name."""
     t0 = time.perf_counter()
-    obs = with_systematic(load_observation(data_path), config.systematic)
-    products = build_products(obs, config.products, covariance=config.covariance,
-                              amp_likelihood=config.amp_likelihood)
-    if sum(p.n for p in products.values()) == 0:
-        raise VlbiError(f"{data_path}: no usable {', '.join(config.products)} data; check flags or choose other products")
-    model = config.sky_model
+    obs, products, data_warnings = prepare_products(data_path, config)
+    model, noise = config.sky_model, config.noise_model
     load_time = time.perf_counter() - t0
 
-    result = fit(products, model, config.sampler)
+    result = fit(products, model, config.sampler, noise)
     result.timings["load"] = load_time
+    return write_result(result, out, config, obs, products, epoch=epoch or pathlib.Path(str(data_path)).stem,
+                        overwrite=overwrite, epoch_info=epoch_info, campaign=campaign, data_warnings=data_warnings)
+
+
+def prepare_products(data_path, config: FitConfig):
+    """(observation, products, data warnings) of one data file for ``config``; warnings go to stderr too."""
+    obs = with_systematic(load_observation(data_path), config.systematic)
+    products = build_products(obs, config.products, covariance=config.covariance,
+                              amp_likelihood=config.amp_likelihood, snr_cut=config.snr_cuts)
+    if sum(p.n for p in products.values()) == 0:
+        raise VlbiError(f"{data_path}: no usable {', '.join(config.products)} data; check flags or choose other products")
+    data_warnings = []
+    if "vis" in config.products:
+        warning = uncalibrated_phases(obs)
+        if warning:
+            print(f"vlbicore: warning: {warning}", file=sys.stderr)
+            data_warnings.append(warning)
+    return obs, products, data_warnings
+
+
+def write_result(result, out, config: FitConfig, obs, products, *, epoch: str, overwrite: bool = False,
+                 epoch_info: Mapping[str, str] | None = None, campaign: str | None = None,
+                 data_warnings: list[str] | None = None) -> pathlib.Path:
+    """Write one posterior's :class:`~vlbicore.inference.settings.FitResult` as a fit store at ``out``."""
+    model, noise = config.sky_model, config.noise_model
 
     facts = {"source": obs.source, "date": obs.date, "band": obs.band}
     facts.update({k: str(v) for k, v in (epoch_info or {}).items() if k in EPOCH_FIELDS and v})
     attrs = {
-        "data_path": str(getattr(obs, "path", data_path)),
+        "data_path": str(obs.path),
         "data_sha256": obs.sha256,
         **facts,
         "frequency_hz": float(obs.frequency),
-        "epoch": epoch or pathlib.Path(str(data_path)).stem,
+        "epoch": epoch,
         "campaign": campaign or "",
         "model_name": model.name,
         "model_spec": json.dumps(config.model_spec),
         "fit_config": json.dumps(config.to_dict()),
-        "priors": json.dumps({p.name: [p.low, p.high] for p in model.params}),
-        "fixed": json.dumps(model.fixed),
+        "priors": json.dumps({p.name: p.prior_json() for p in (*model.params, *noise.params)}),
+        "fixed": json.dumps({**model.fixed, **noise.fixed}),
+        "noise": json.dumps({"terms": list(noise.terms), "parameters": list(noise.names)}),
+        "n_parameters": int(result.n_parameters),
+        "multimodal": bool(result.multimodal),
+        "symmetries": json.dumps(result.symmetries),
+        "data_warnings": json.dumps(list(data_warnings or [])),
         "sampler": json.dumps(dataclasses.asdict(config.sampler)),
         "products": json.dumps(list(config.products)),
         "systematic": float(config.systematic),
         "covariance": bool(config.covariance),
+        "snr_cut": json.dumps(config.snr_cuts),
         "amp_likelihood": config.amp_likelihood,
         "seed": config.sampler.seed,
         "chain_method": result.chain_method,
@@ -85,6 +114,7 @@ def run_fit(data_path, config: FitConfig, out, *, epoch: str | None = None, over
         **result.diagnostics,
         "reduced_chi2": {k: v[0] for k, v in result.reduced_chi2.items()},
         "n_data": {k: v[1] for k, v in result.reduced_chi2.items()},
+        "goodness_of_fit": result.goodness_of_fit,
         "modes": result.modes,
     }
     path = write_fit_store(
@@ -98,6 +128,6 @@ def run_fit(data_path, config: FitConfig, out, *, epoch: str | None = None, over
         attrs=attrs,
         uv=(obs.u, obs.v),
         overwrite=overwrite,
-        variable_attrs=model.variable_attrs(),
+        variable_attrs={**model.variable_attrs(), **noise.variable_attrs()},
     )
     return pathlib.Path(path)

@@ -1,14 +1,18 @@
-"""Posterior inference for one (observation, model): find the modes, then chain-parallel NUTS.
+"""Posterior inference: find the modes, weigh them, sample every mode that matters with chain-parallel
+NUTS, and judge the result — for one posterior or a batch of independent posteriors of one model.
 
-The pipeline of :func:`fit`:
+The pipeline of :func:`fit_many` (:func:`fit` is a batch of one):
 
-1. **Modes first** (:mod:`~vlbicore.inference.modes`): a batch of prior draws is optimised at once and the
-   end points are grouped into modes, each recorded with its log posterior.
-2. **NUTS from the best mode** (:mod:`~vlbicore.inference.nuts`), its mass matrix started from the
-   curvature there, chains in parallel over all local devices.
-3. **Diagnostics** (:mod:`~vlbicore.inference.diagnostics`: R-hat, bulk/tail ESS, divergences, tree-depth
-   hits, chain agreement) give the ``converged`` flag; goodness of fit is the reduced χ² per product at
-   the posterior median (:mod:`~vlbicore.inference.postprocess`).
+1. **Modes** (:mod:`~vlbicore.inference.modes`): prior draws of every posterior are optimised at once,
+   the end points grouped into modes and every mode weighed by its Laplace mass.
+2. **Chains for every mode that matters** (:mod:`~vlbicore.inference.postprocess`: each mode above 1 %
+   of the mass, at most four): ``chains`` chains start in each such mode, their mass matrix from the
+   curvature there; a chain's weight is its mode's mass over that mode's chain count, so the draws of all
+   chains together are the posterior mixture. All chains of all posteriors are *slots* of one compiled
+   NUTS program over every local device (:mod:`~vlbicore.inference.nuts`), run in rounds of
+   ``posteriors × chains`` slots, so a multimodal posterior costs extra rounds, not a recompile.
+3. **Verdicts** (:mod:`~vlbicore.inference.diagnostics`): R-hat, ESS, divergences, E-BFMI, tree depth and
+   prior edges, within the chains of each mode; goodness of fit at the best draw.
 
 On a CPU, compilation is most of a short fit's wall time, so the fit compiles few programs and overlaps
 them with work (see docs/architecture.md): one :class:`~vlbicore.inference.batch.BatchGradient` program
@@ -24,85 +28,164 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vlbicore.errors import VlbiError
 from vlbicore.inference.batch import BatchGradient, host_rng
 from vlbicore.inference.diagnostics import convergence_verdict, parameter_diagnostics
-from vlbicore.inference.modes import diagonal_variance, find_modes
-from vlbicore.inference.nuts import NutsRunner, chains_per_call, devices_for, run_nuts
-from vlbicore.inference.postprocess import (assign_chains_to_modes, mode_records, posterior_median,
-                                            prior_edge_warnings)
+from vlbicore.inference.modes import search_modes
+from vlbicore.inference.nuts import NutsRunner, devices_for, run_nuts
+from vlbicore.inference.postprocess import mode_records, modes_to_sample, posterior_median, prior_edge_warnings
 from vlbicore.inference.settings import FitResult, SamplerSettings, use_precision
-from vlbicore.inference.transforms import Box
-from vlbicore.likelihood import likelihood_data, pointwise_log_likelihood, predicted_products, reduced_chi_squared_of, unpad
+from vlbicore.inference.transforms import ParameterSpace
+from vlbicore.likelihood import (NoiseModel, common_sizes, likelihood_data, pointwise_terms, predicted_products,
+                                 reduced_chi_squared_of, unpad)
+from vlbicore.products import padded_size
+
+# Product sets that hold no phase information leave the image determined only up to a point reflection
+# through its centre: every visibility amplitude is unchanged, I(x) -> I(-x).
+PHASE_FREE_PRODUCTS = {"amp", "lcamp"}
 
 
-def fit(products, model, settings: SamplerSettings) -> FitResult:
-    """Fit ``model`` to ``products`` (a :class:`vlbicore.products.DataProducts`)."""
-    timings: dict[str, float] = {}
+def fit(products, model, settings: SamplerSettings, noise: NoiseModel | None = None) -> FitResult:
+    """Fit ``model`` (and the error terms of ``noise``) to ``products`` (a
+    :class:`vlbicore.products.DataProducts`)."""
+    return fit_many([products], model, settings, noise)[0]
+
+
+def fit_many(product_sets, model, settings: SamplerSettings, noise: NoiseModel | None = None, *,
+             seeds=None) -> list[FitResult]:
+    """Fit one model to a batch of independent posteriors (one product set each, the same kinds and
+    options), in one compiled program per stage; every posterior gets exactly what a lone fit gives: its
+    own draws, diagnostics, modes and verdicts. ``seeds``: one per posterior (default: ``settings.seed``
+    for all, so each posterior is seeded as its lone fit would be)."""
     t0 = time.perf_counter()
+    product_sets = list(product_sets)
+    n_post = len(product_sets)
+    noise = noise or NoiseModel()
     dtype = use_precision(settings.dtype)
-    box = Box.of(model)
-    n_params = len(box.names)
+    space = ParameterSpace.of(tuple(model.params) + tuple(noise.params))
     periods = {q.name: q.period for q in model.params if q.period}
-    # the data enter every program as an argument, padded to shared sizes: a model's programs compile once
-    # for all files of similar size (persistent compilation cache), not once per file
-    layout, data = likelihood_data(products, pad=True)
+    layout, data = _stacked_data(product_sets, noise)
+    n_model = len(model.params)
 
     def evaluate(z, data):
         """Log posterior at ``z`` and what post-processing keeps of it, from one model evaluation."""
-        p = box.to_params(z)
+        p = space.to_params(z)
         V = model.visibility(p, data["u"], data["v"])
         pred = predicted_products(layout, data, V)
-        ll = pointwise_log_likelihood(layout, data, V, pred)
-        lp = sum(jnp.sum(x) for x in ll.values()) + box.log_jacobian(z)
-        return lp, {"params": p, "derived": model.derived(p), "ll": ll, "pred": pred}
+        ll, z2 = pointwise_terms(layout, data, V, pred, noise.values(p))
+        lp = sum(jnp.sum(x) for x in ll.values()) + space.log_prior(z)
+        return lp, {"params": p, "derived": model.derived(p), "ll": ll, "pred": pred, "z2": z2}
 
     def log_post(z, data):
         return evaluate(z, data)[0]
 
-    key_modes, key_jitter, key_nuts = np.random.SeedSequence(settings.seed).spawn(3)
-
+    seeds = [settings.seed] * n_post if seeds is None else list(seeds)
+    keys = [np.random.SeedSequence(seed).spawn(3) for seed in seeds]  # per posterior: modes, jitter, chains
+    slots_per_round = n_post * settings.chains
+    devices = devices_for(slots_per_round, settings.chain_method)
+    runner = NutsRunner(log_post, settings, devices, data, n_posteriors=n_post)
+    timings: dict[str, float] = {}
     # The NUTS programs depend only on shapes: compile them in a background thread while the mode search
     # runs (compilation is most of a short fit's wall time on a CPU). One worker: a second would
     # oversubscribe a small CPU.
-    runner = NutsRunner(log_post, settings, devices_for(settings.chains, settings.chain_method), data)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlbicore-compile")
     try:
-        runner.compile_ahead(pool, chains_per_call(settings), n_params, dtype)
-        batch = BatchGradient(evaluate, settings.starts, dtype, has_aux=True, data=data)
-        modes = find_modes(batch, box, key_modes, starts=settings.starts, steps=settings.optimiser_steps)
-        best = modes[0].z
-        variance = diagonal_variance(batch, best)
+        per_call = 1 if settings.chain_method == "sequential" else slots_per_round
+        runner.compile_ahead(pool, per_call, space.size, dtype)
+        batch = BatchGradient(evaluate, min(settings.starts * n_post, 4096), dtype, has_aux=True, data=data,
+                              n_posteriors=n_post)
+        modes = search_modes(batch, space, [k[0] for k in keys], starts=settings.starts, steps=settings.optimiser_steps)
         timings["optimise"] = time.perf_counter() - t0
 
-        # every chain starts at the best mode, jittered by a fraction of the posterior width there so the
-        # chains are not identical
-        jitter = 0.1 * np.sqrt(variance) * host_rng(key_jitter).normal(size=(settings.chains, best.size))
-        z_start = (best[None, :] + jitter).astype(dtype)
-        draws, warm_stats, devices, nuts_timings = run_nuts(runner, batch, z_start, settings, key_nuts,
-                                                            inverse_mass=variance)
+        sampled = [modes_to_sample(m) for m in modes]
+        slots = [(b, i) for b in range(n_post) for i in sampled[b] for _ in range(settings.chains)]
+        slot_post = np.array([b for b, _ in slots], np.int32)
+        centres = np.stack([modes[b][i].z for b, i in slots])
+        variance = np.stack([modes[b][i].variance for b, i in slots])
+        # chains start at their mode, jittered by a fraction of the posterior width there so they differ
+        jitter = np.concatenate([0.1 * np.sqrt(variance[slot_post == b]) * host_rng(keys[b][1]).normal(
+            size=(int(np.sum(slot_post == b)), space.size)) for b in range(n_post)])
+        z_start = (centres + jitter).astype(dtype)
+        # rounds of `slots_per_round`: the shape the program was compiled for
+        draws, warm_stats, used_devices, nuts_timings = run_nuts(
+            runner, batch, z_start, settings, _slot_keys(keys, slot_post), inverse_mass=variance, index=slot_post,
+            slots_per_call=per_call)
         timings.update(nuts_timings)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
 
     t1 = time.perf_counter()
+    results = []
+    for b in range(n_post):
+        mine = np.flatnonzero(slot_post == b)
+        chain_modes = np.array([slots[s][1] for s in mine])
+        results.append(_posterior_result(
+            b, product_sets[b], model, space, periods, layout, batch, modes[b], sampled[b], chain_modes,
+            {k: v[mine] for k, v in draws.items()}, warm_stats["warmup_divergences"][mine], settings, n_model))
+    shared = {**timings, "postprocess": time.perf_counter() - t1, "total": time.perf_counter() - t0,
+              "posteriors_in_batch": n_post}
+    for r in results:
+        r.timings = dict(shared)
+        r.devices = used_devices
+    return results
+
+
+def _slot_keys(keys, slot_post: np.ndarray) -> np.ndarray:
+    """Raw threefry keys of every slot, drawn from its own posterior's chain seed (so a posterior's chains
+    do not depend on the rest of the batch)."""
+    out = np.zeros((len(slot_post), 2), np.uint32)
+    for b, k in enumerate(keys):
+        mine = np.flatnonzero(slot_post == b)
+        out[mine] = host_rng(k[2]).integers(0, 2**32, size=(len(mine), 2), dtype=np.uint32)
+    return out
+
+
+def _stacked_data(product_sets, noise):
+    """The likelihood layout and the data of every posterior, padded to common sizes (shared with files
+    of similar size, so the persistent compilation cache serves them) and stacked along a leading axis
+    when there is more than one."""
+    sizes = common_sizes(product_sets)
+    n_uv = padded_size(max(len(p.obs.u) for p in product_sets))
+    built = [likelihood_data(p, sizes=sizes, n_uv=n_uv, noise=noise) for p in product_sets]
+    layout = built[0][0]
+    for other, _ in built[1:]:
+        if other["kinds"] != layout["kinds"]:
+            raise VlbiError("batch: every posterior of a batch needs the same product options (covariance, "
+                            "amplitude likelihood); fit different options in separate batches")
+    if len(built) == 1:
+        return layout, built[0][1]
+    return layout, jax.tree.map(lambda *xs: np.stack(xs), *[d for _, d in built])
+
+
+def _posterior_result(b, products, model, space, periods, layout, batch, modes, sampled, chain_modes, draws,
+                      warmup_divergences, settings, n_model) -> FitResult:
+    """Everything one posterior of the batch produced, from its chains' draws."""
+    layout_b = {**layout, "lengths": {kind: products[kind].n for kind in products}}
     n_chain, n_draw = draws["lp"].shape
     z_flat = np.asarray(draws["z"].reshape(n_chain * n_draw, -1), np.float64)
-    median = posterior_median(box, box.to_values(z_flat), periods)
-    # one more row, at the posterior median, gives the goodness-of-fit predictions in the same pass
-    median_values = np.array([median[k] for k in box.names])
-    z_median = box.to_unconstrained(median_values)
-    _, _, out = batch(np.concatenate([z_flat, z_median[None, :]]), aux=True)
-    out = {**out, "ll": unpad(layout, out["ll"]), "pred": unpad(layout, out["pred"])}
-    gof = reduced_chi_squared_of(products, {k: x[-1] for k, x in out["pred"].items()})
+    lp_flat = draws["lp"].reshape(-1)
+    # one more row, at the best draw, gives the goodness-of-fit predictions in the same pass
+    best = int(np.argmax(lp_flat))
+    _, _, out = batch(np.concatenate([z_flat, z_flat[best : best + 1]]), aux=True, index=b)
+    out = {**out, "ll": unpad(layout_b, out["ll"]), "pred": unpad(layout_b, out["pred"]), "z2": unpad(layout_b, out["z2"])}
+    at_best = jax.tree.map(lambda x: x[-1], out)
     out = jax.tree.map(lambda x: x[:-1], out)
     reshape = lambda x: np.asarray(x).reshape(n_chain, n_draw, *np.shape(x)[1:])  # noqa: E731
     posterior = {k: reshape(x) for k, x in out["params"].items()}
+    for i, prior in enumerate(space.priors):  # angles on the circle are stored inside their box
+        if prior.circular:
+            posterior[space.names[i]] = prior.wrap(posterior[space.names[i]])
     posterior.update({k: reshape(x) for k, x in out["derived"].items() if k not in posterior})
     log_likelihood = {k: reshape(x).astype(np.float32) for k, x in out["ll"].items()}
     predictive = {}
     for k, x in out["pred"].items():
         x = reshape(x)
         predictive[k] = x.astype(np.complex64 if np.iscomplexobj(x) else np.float32)
+
+    mass = np.array([modes[m].mass for m in chain_modes])
+    counts = {m: int(np.sum(chain_modes == m)) for m in set(chain_modes.tolist())}
+    chain_weight = mass / np.array([counts[m] for m in chain_modes])
+    chain_weight = chain_weight / chain_weight.sum()
 
     tree_depth = np.ceil(np.log2(draws["n_steps"] + 1)).astype(np.int64)
     sample_stats = {
@@ -115,25 +198,48 @@ def fit(products, model, settings: SamplerSettings) -> FitResult:
         "step_size": draws["step_size"],
         "energy": draws["energy"],
     }
-    diag = parameter_diagnostics({k: posterior[k] for k in box.names})
-    verdict = convergence_verdict(diag, sample_stats["diverging"], sample_stats["lp"])
-    verdict["warnings"] = prior_edge_warnings(box, modes[0].values, median_values, periods)
-    verdict["warmup_divergences"] = warm_stats["warmup_divergences"]
-    verdict["max_treedepth_fraction"] = float(np.mean(sample_stats["reached_max_treedepth"]))
-    chain_means = np.stack([posterior[k].mean(axis=1) for k in box.names], axis=1)
-    chains_per_mode = assign_chains_to_modes(chain_means, modes, box)
-    timings["postprocess"] = time.perf_counter() - t1
-    timings["total"] = time.perf_counter() - t0
+    fitted = {k: posterior[k] for k in space.names}
+    diag = parameter_diagnostics(fitted, chain_groups=chain_modes, periods=periods)
+    values = space.wrap(space.to_values(z_flat))
+    median = posterior_median(space, values, np.repeat(chain_weight, n_draw))
+    verdict = convergence_verdict(
+        diag, sample_stats["diverging"], sample_stats["lp"], energy=sample_stats["energy"],
+        tree_depth_hits=sample_stats["reached_max_treedepth"], chain_groups=chain_modes,
+        warnings=prior_edge_warnings(space, values[best], median))
+    verdict["warmup_divergences"] = int(np.sum(warmup_divergences))
+
+    n_params = space.size
+    thermal = reduced_chi_squared_of(products, at_best["pred"])
+    gof = {kind: {"chi2": chi2 * n, "n": n, "chi2_per_n": chi2,
+                  "chi2_per_dof": chi2 * n / max(n - n_params, 1),
+                  "chi2_total": float(np.sum(at_best["z2"][kind])),
+                  "chi2_total_per_n": float(np.sum(at_best["z2"][kind])) / max(n, 1)}
+           for kind, (chi2, n) in thermal.items()}
+    chains_per_mode = {m: counts[m] for m in counts}
+    significant = [m for m in modes if m.mass > 0.01]
     return FitResult(
         posterior=posterior,
         sample_stats=sample_stats,
         log_likelihood=log_likelihood,
         posterior_predictive=predictive,
-        diagnostics=diag,
+        diagnostics={**diag, "chain_weight": chain_weight, "chain_mode": chain_modes},
         convergence=verdict,
-        modes=mode_records(modes, box, chains_per_mode),
-        reduced_chi2=gof,
-        timings=timings,
-        devices=devices,
+        modes=mode_records(modes, space, chains_per_mode, sampled),
+        reduced_chi2={kind: (g["chi2_per_n"], g["n"]) for kind, g in gof.items()},
+        goodness_of_fit=gof,
+        multimodal=len(significant) > 1,
+        symmetries=_symmetries(products, model),
+        timings={},
+        devices=[],
         chain_method=settings.chain_method,
+        n_parameters=n_params,
     )
+
+
+def _symmetries(products, model) -> list[str]:
+    """Exact symmetries of this posterior that the data cannot break, in words (reported, not hidden)."""
+    if not set(products) <= PHASE_FREE_PRODUCTS or not model.has_orientation():
+        return []
+    return ["point reflection: the products hold no phase information, so an image and its point reflection "
+            "I(x) -> I(-x) fit equally well (m-ring coefficients beta_k -> (-1)^k beta_k, position angles -> "
+            "+π); expect mirrored modes of equal mass"]

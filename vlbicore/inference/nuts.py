@@ -20,7 +20,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from vlbicore.inference.batch import BatchGradient, host_rng
+from vlbicore.inference.batch import BatchGradient, host_rng, select_posterior
 from vlbicore.inference.settings import SamplerSettings
 
 
@@ -56,16 +56,18 @@ def _within_device(devices: list, method: str) -> str:
 
 
 class NutsRunner:
-    """Compiled NUTS segments over a mesh of devices, each device holding a block of chains.
+    """Compiled NUTS segments over a mesh of devices, each device holding a block of chain *slots*.
 
-    The initial state comes from values and gradients the caller computed already (so the init program
-    holds no model and compiles in a fraction of a second), with a diagonal inverse mass matrix per
-    chain. ``compile_ahead`` compiles the segment program in a background thread (it depends only on
-    shapes), so that its compilation overlaps the mode search. ``log_post(z, data)`` takes the data as an
-    argument (replicated on every device), as in :class:`BatchGradient`.
+    A slot is one chain of one posterior: with ``n_posteriors`` > 1 the data are stacked along a leading
+    posterior axis (replicated on every device) and each slot carries the index of its posterior, so the
+    chains of a whole batch of posteriors run in one program. The initial state comes from values and
+    gradients the caller computed already (so the init program holds no model and compiles in a fraction
+    of a second), with a diagonal inverse mass matrix per slot. ``compile_ahead`` compiles the segment
+    program in a background thread (it depends only on shapes), so that its compilation overlaps the mode
+    search. ``log_post(z, data)`` takes the data as an argument, as in :class:`BatchGradient`.
     """
 
-    def __init__(self, log_post, settings: SamplerSettings, devices: list, data=None):
+    def __init__(self, log_post, settings: SamplerSettings, devices: list, data=None, n_posteriors: int = 1):
         from numpyro.infer.hmc import hmc
         from numpyro.infer.util import ParamInfo
 
@@ -77,8 +79,9 @@ class NutsRunner:
         self.sharding = NamedSharding(self.mesh, P("chain"))
         self.data = jax.device_put({} if data is None else data, NamedSharding(self.mesh, P()))
         init_kernel, sample_kernel = hmc(potential_fn_gen=lambda data: lambda z: -log_post(z, data), algo="NUTS")
+        data_of = (lambda data, i: select_posterior(data, i)) if n_posteriors > 1 else (lambda data, i: data)
 
-        def init_one(z, potential, grad, inverse_mass, key, data):
+        def init_one(z, potential, grad, inverse_mass, key, index, data):
             return init_kernel(
                 ParamInfo(z, potential, grad),
                 num_warmup=settings.warmup,
@@ -86,17 +89,14 @@ class NutsRunner:
                 target_accept_prob=settings.target_accept,
                 max_tree_depth=(min(settings.warmup_max_tree_depth, settings.max_tree_depth), settings.max_tree_depth),
                 rng_key=key,
-                model_args=(data,),
+                model_args=(data_of(data, index),),
             )
 
-        def advance_block(state, data, length):
-            def one_chain(s):
-                return sample_kernel(s, model_args=(data,))
-
-            per_chain = jax.vmap(one_chain) if self.within == "vmap" else partial(jax.lax.map, one_chain)
+        def segment_of_one(state, index, data, length):
+            own = data_of(data, index)  # gathered once per segment, not per step
 
             def step(s, _):
-                s = per_chain(s)
+                s = sample_kernel(s, model_args=(own,))
                 stats = {
                     "z": s.z,
                     "lp": -s.potential_energy,
@@ -110,45 +110,56 @@ class NutsRunner:
 
             return jax.lax.scan(step, state, None, length=length)
 
+        def advance_block(state, index, data, length):
+            one = partial(segment_of_one, data=data, length=length)
+            if self.within == "vmap":
+                return jax.vmap(one)(state, index)
+            return jax.lax.map(lambda args: one(*args), (state, index))
+
         shard = partial(jax.shard_map, mesh=self.mesh, check_vma=False)
-        self._init = jax.jit(shard(jax.vmap(init_one, in_axes=(0, 0, 0, 0, 0, None)),
-                                   in_specs=(P("chain"),) * 5 + (P(),), out_specs=P("chain")))
-        # scan stacks draws on axis 0 (local), chains on axis 1: shard outputs along the chain axis
+        self._init = jax.jit(shard(jax.vmap(init_one, in_axes=(0, 0, 0, 0, 0, 0, None)),
+                                   in_specs=(P("chain"),) * 6 + (P(),), out_specs=P("chain")))
+        # every output carries the slot axis first (draws second), sharded along it
         self._advance = jax.jit(
-            shard(partial(advance_block, length=self.segment), in_specs=(P("chain"), P()),
-                  out_specs=(P("chain"), P(None, "chain")))
+            shard(partial(advance_block, length=self.segment), in_specs=(P("chain"), P("chain"), P()),
+                  out_specs=(P("chain"), P("chain")))
         )
         self._ahead = None
+        self._index = None
 
     @classmethod
     def of_function(cls, log_post, settings: SamplerSettings, devices: list) -> "NutsRunner":
         """The runner of a log density ``log_post(z)`` whose data are constants inside it (tests, toys)."""
         return cls(lambda z, data: log_post(z), settings, devices)
 
-    def compile_ahead(self, pool: Executor, chains_per_call: int, n_params: int, dtype):
-        """Compile the segment program in ``pool`` now (the init program is small: it compiles on first
-        use, in the caller's thread, while this one may still be compiling)."""
+    def compile_ahead(self, pool: Executor, slots: int, n_params: int, dtype):
+        """Compile the segment program for ``slots`` chains in ``pool`` now (the init program is small: it
+        compiles on first use, in the caller's thread, while this one may still be compiling)."""
 
         def compile_advance():
             spec = partial(jax.ShapeDtypeStruct, sharding=self.sharding)
-            vectors = spec((chains_per_call, n_params), dtype)
-            init_specs = (vectors, spec((chains_per_call,), dtype), vectors, vectors,
-                          spec((chains_per_call, 2), jnp.uint32), self.data)
-            # every leaf of the state carries the chain axis first, sharded like the inputs
+            vectors = spec((slots, n_params), dtype)
+            index = spec((slots,), jnp.int32)
+            init_specs = (vectors, spec((slots,), dtype), vectors, vectors, spec((slots, 2), jnp.uint32), index,
+                          self.data)
+            # every leaf of the state carries the slot axis first, sharded like the inputs
             state = jax.tree.map(lambda s: spec(s.shape, s.dtype), jax.eval_shape(self._init, *init_specs))
-            return self._advance.lower(state, self.data).compile()
+            return self._advance.lower(state, index, self.data).compile()
 
         self._ahead = pool.submit(compile_advance)
 
-    def init(self, z0, potential, grad, inverse_mass, keys):
-        """Initial NUTS states; ``potential`` = −log p and ``grad`` its gradient at ``z0`` (chains × ...)."""
+    def init(self, z0, potential, grad, inverse_mass, keys, index=None):
+        """Initial NUTS states; ``potential`` = −log p and ``grad`` its gradient at ``z0`` (slots × ...);
+        ``index``: the posterior of every slot (default: all the first)."""
+        index = np.zeros(len(z0), np.int32) if index is None else np.asarray(index, np.int32)
+        self._index = jax.device_put(index, self.sharding)
         args = (z0, potential, grad, inverse_mass, keys)
-        return self._init(*(jax.device_put(np.asarray(x), self.sharding) for x in args), self.data)
+        return self._init(*(jax.device_put(np.asarray(x), self.sharding) for x in args), self._index, self.data)
 
     def advance(self, state):
-        """One segment of ``self.segment`` NUTS steps for every chain."""
+        """One segment of ``self.segment`` NUTS steps for every slot; stats are (slot, step, ...)."""
         advance = self._ahead.result() if self._ahead is not None else self._advance
-        return advance(state, self.data)
+        return advance(state, self._index, self.data)
 
 
 def _progress(done: int, total: int, phase: str, started: float, enabled: bool):
@@ -163,32 +174,39 @@ def _progress(done: int, total: int, phase: str, started: float, enabled: bool):
     sys.stderr.flush()
 
 
-def chains_per_call(settings: SamplerSettings) -> int:
-    return 1 if settings.chain_method == "sequential" else settings.chains
-
-
 def run_nuts(runner: NutsRunner, batch: BatchGradient, z_start, settings: SamplerSettings, key, *,
-             inverse_mass=None):
-    """Run NUTS chains from ``z_start`` (chains × params) with ``runner`` (which may be compiling ahead);
-    ``batch`` evaluates the starting points; ``inverse_mass`` (params,) starts the mass matrix (default:
-    the identity). Returns draws (chain, draw, ...), warmup stats, the devices used and timings."""
-    chains = settings.chains
-    lp_start, grad_start = batch(z_start)
+             inverse_mass=None, index=None, slots_per_call: int | None = None):
+    """Run NUTS chains from ``z_start`` (slots × params) with ``runner`` (which may be compiling ahead).
+
+    ``batch`` evaluates the starting points; ``inverse_mass`` ((slots ×) params) starts the mass matrices
+    (default: the identity); ``index`` is each slot's posterior (default: all the first); ``key`` seeds
+    the chains, or is their raw keys already (slots × 2 uint32). Slots run
+    ``slots_per_call`` at a time (default: all at once, or one at a time for the ``sequential`` method);
+    a last partial call is filled with copies of its last slot, which are dropped. Returns draws (slot,
+    draw, ...), per-slot warmup divergences, the devices used and timings."""
+    n_slots = len(z_start)
+    index = np.zeros(n_slots, np.int32) if index is None else np.asarray(index, np.int32)
+    lp_start, grad_start = batch(z_start, index=index)
     inverse_mass = np.ones(z_start.shape[1]) if inverse_mass is None else np.asarray(inverse_mass)
     inverse_mass = np.broadcast_to(inverse_mass, z_start.shape).astype(z_start.dtype)
-    keys = host_rng(key).integers(0, 2**32, size=(chains, 2), dtype=np.uint32)  # raw threefry keys
+    if np.shape(key) == (n_slots, 2) and np.asarray(key).dtype == np.uint32:
+        keys = np.asarray(key)
+    else:
+        keys = host_rng(key).integers(0, 2**32, size=(n_slots, 2), dtype=np.uint32)  # raw threefry keys
+    per_call = slots_per_call or (1 if settings.chain_method == "sequential" else n_slots)
+    n_calls = -(-n_slots // per_call)
+    fill = np.concatenate([np.arange(n_slots), np.full(n_calls * per_call - n_slots, n_slots - 1)])
     seg = runner.segment
     timings = {"warmup": 0.0, "sampling": 0.0}
-    per_block = chains_per_call(settings)
-    draws_per_block, warm_div = [], []
-    for b in range(chains // per_block):
-        sl = slice(b * per_block, (b + 1) * per_block)
+    draws_per_call, warm_div = [], []
+    for call in range(n_calls):
+        sl = fill[call * per_call : (call + 1) * per_call]
         t0 = time.perf_counter()
-        state = runner.init(z_start[sl], -lp_start[sl], -grad_start[sl], inverse_mass[sl], keys[sl])
-        divergent = 0
+        state = runner.init(z_start[sl], -lp_start[sl], -grad_start[sl], inverse_mass[sl], keys[sl], index[sl])
+        divergent = np.zeros(per_call, np.int64)
         for done in range(seg, settings.warmup + 1, seg):
             state, stats = runner.advance(state)
-            divergent += int(np.sum(np.asarray(stats["diverging"])))
+            divergent += np.asarray(stats["diverging"]).sum(axis=1)
             _progress(done, settings.warmup, "warmup", t0, settings.progress)
         warm_div.append(divergent)
         t1 = time.perf_counter()
@@ -199,9 +217,7 @@ def run_nuts(runner: NutsRunner, batch: BatchGradient, z_start, settings: Sample
             _progress(done, settings.samples, "sampling", t1, settings.progress)
         timings["warmup"] += t1 - t0
         timings["sampling"] += time.perf_counter() - t1
-        # (draw, chain, ...) segments -> (chain, draw, ...)
-        draws_per_block.append(
-            {k: np.swapaxes(np.concatenate([c[k] for c in collected], axis=0), 0, 1) for k in collected[0]}
-        )
-    draws = {k: np.concatenate([d[k] for d in draws_per_block], axis=0) for k in draws_per_block[0]}
-    return draws, {"warmup_divergences": int(sum(warm_div))}, [str(d) for d in runner.devices], timings
+        draws_per_call.append({k: np.concatenate([c[k] for c in collected], axis=1) for k in collected[0]})
+    draws = {k: np.concatenate([d[k] for d in draws_per_call], axis=0)[:n_slots] for k in draws_per_call[0]}
+    warmup_divergences = np.concatenate(warm_div)[:n_slots]
+    return draws, {"warmup_divergences": warmup_divergences}, [str(d) for d in runner.devices], timings

@@ -59,7 +59,17 @@ class SamplerSettings:
 
 @dataclasses.dataclass
 class FitResult:
-    """Everything one fit produced, as NumPy arrays and plain dicts, ready for :mod:`vlbicore.store`."""
+    """Everything one fit produced, as NumPy arrays and plain dicts, ready for :mod:`vlbicore.store`.
+
+    ``posterior``/``sample_stats``: name -> (chain, draw); ``log_likelihood``/``posterior_predictive``:
+    kind -> (chain, draw, n); ``diagnostics``: per-parameter ``rhat``/``ess_bulk``/``ess_tail`` and per
+    chain ``chain_weight`` (sums to 1: mode mass over the mode's chains) and ``chain_mode``;
+    ``convergence``: the gate's verdict (:func:`vlbicore.inference.diagnostics.convergence_verdict`);
+    ``modes``: the mode records, largest mass first; ``reduced_chi2``: kind -> (χ²/N, N) against the
+    thermal errors at the best draw; ``goodness_of_fit``: kind -> χ², N, χ²/N, χ²/(N − p) and the χ²
+    against the total errors (thermal + fitted terms); ``multimodal``: more than one mode holds > 1 % of
+    the mass; ``symmetries``: exact symmetries the data cannot break; ``n_parameters``: p.
+    """
 
     posterior: dict[str, np.ndarray]
     sample_stats: dict[str, np.ndarray]
@@ -67,11 +77,15 @@ class FitResult:
     posterior_predictive: dict[str, np.ndarray]
     diagnostics: dict
     convergence: dict
-    modes: list  # list[Mode], best first
+    modes: list[dict]
     reduced_chi2: dict[str, tuple[float, int]]
     timings: dict[str, float]
     devices: list[str]
     chain_method: str
+    goodness_of_fit: dict = dataclasses.field(default_factory=dict)
+    multimodal: bool = False
+    symmetries: list[str] = dataclasses.field(default_factory=list)
+    n_parameters: int = 0
 
 
 def use_precision(dtype: str):

@@ -21,7 +21,7 @@ from vlbicore.errors import VlbiError
 from vlbicore.models.components import Component, MRing, ThickMRing
 from vlbicore.models.ehtim_types import MAX_MRING_ORDER, MODEL_TYPES, MODIFIERS, MRING_TYPES, component_for_type
 from vlbicore.models.modifiers import Convolved, Rotated, Shifted, Stretched, Sum
-from vlbicore.models.params import BLUR, ROTATION, STRETCH, STRETCH_PA, X0, Y0, Param
+from vlbicore.models.params import BLUR, ROTATION, STRETCH, STRETCH_PA, X0, Y0, Param, parse_prior
 from vlbicore.models.uv import as_uv, gaussian_taper, uas
 
 @dataclass(frozen=True, eq=False)  # identity equality/hash: usable as a static argument of jax.jit
@@ -58,6 +58,11 @@ class SkyModel:
     @cached_property
     def _jitted_visibility(self):
         return jax.jit(self.component.visibility)
+
+    def has_orientation(self) -> bool:
+        """Whether the model can tell an image from its point reflection (angles or m-ring asymmetry)."""
+        return any(q.period or "beta" in q.name.split(".")[-1] or q.name.split(".")[-1] in ("x0", "y0", "fo")
+                   for q in self.params)
 
     def closure_invariant_params(self) -> tuple[str, ...]:
         """Free parameters closure phases and log closure amplitudes cannot constrain.
@@ -194,17 +199,8 @@ def _float_map(values, where):
 
 def _prior_map(values, where):
     if not isinstance(values, Mapping):
-        raise VlbiError(f"{where}: expected a mapping of parameter name to [low, high]")
-    out = {}
-    for k, box in values.items():
-        try:
-            low, high = (float(b) for b in box)
-        except (TypeError, ValueError):
-            raise VlbiError(f"{where}.{k}: expected [low, high], got {box!r}") from None
-        if not low < high:
-            raise VlbiError(f"{where}.{k}: need low < high, got [{low}, {high}]")
-        out[str(k)] = [low, high]
-    return out
+        raise VlbiError(f"{where}: expected a mapping of parameter name to a prior ([low, high], ...)")
+    return {str(k): parse_prior(v, f"{where}.{k}") for k, v in values.items()}
 
 
 def _apply_options(params, fixed, priors, where):
@@ -216,8 +212,7 @@ def _apply_options(params, fixed, priors, where):
         unknown = sorted(set(given) - set(names))
         if unknown:
             raise VlbiError(f"{where}.{label}: unknown parameter(s) {unknown}; parameters: {', '.join(names)}")
-    free = tuple(replace(q, low=priors[q.name][0], high=priors[q.name][1]) if q.name in priors else q
-                 for q in params if q.name not in fixed)
+    free = tuple(q.with_prior(priors[q.name]) if q.name in priors else q for q in params if q.name not in fixed)
     return free, {k: fixed[k] for k in names if k in fixed}
 
 

@@ -60,26 +60,49 @@ class DataProducts(Mapping):
 
 
 def build_products(obs: Observation, products: str | Iterable[str] = ("cphase", "lcamp"), *,
-                   covariance: bool = False, snr_cut: float = 0.0, lcamp_debias: bool = False,
+                   covariance: bool = False, snr_cut: float | Mapping[str, float] = 0.0, lcamp_debias: bool = False,
                    amp_likelihood: str = "gauss") -> DataProducts:
-    """Build the requested products from ``obs``; rows with |V|/sigma < ``snr_cut`` are left out of all.
+    """Build the requested products from ``obs``.
 
-    ``lcamp_debias``: use debiased amplitudes inside the log closure amplitudes (see
-    ``log_closure_amplitudes``; off by default because it biases them low at moderate SNR).
+    ``snr_cut``: rows with |V|/σ below it are left out — of every product when a number, of the named
+    kinds when a mapping (a fit's default is ``{"lcamp": 3}``: log closure amplitudes are biased at low
+    SNR, see docs/data.md). ``lcamp_debias``: use debiased amplitudes inside the log closure amplitudes
+    (see ``log_closure_amplitudes``; off by default because it biases them low at moderate SNR).
     """
     kinds = (products,) if isinstance(products, str) else tuple(products)
     unknown = [k for k in kinds if k not in KINDS]
     if unknown or not kinds:
         raise VlbiError(f"products: unknown product {unknown or 'list (empty)'}; "
                         f"choose from {', '.join(PRODUCT_KINDS)}")
-    options = ProductOptions(covariance=covariance, snr_cut=snr_cut, lcamp_debias=lcamp_debias,
+    cuts = dict(snr_cut) if isinstance(snr_cut, Mapping) else dict.fromkeys(kinds, float(snr_cut))
+    unknown_cut = sorted(set(cuts) - set(KINDS))
+    if unknown_cut:
+        raise VlbiError(f"snr_cut: {', '.join(unknown_cut)} is not a product; use {', '.join(PRODUCT_KINDS)}")
+    options = ProductOptions(covariance=covariance, snr_cut=tuple(sorted(cuts.items())), lcamp_debias=lcamp_debias,
                              amp_likelihood=amp_likelihood)
-    usable = np.flatnonzero(np.abs(obs.vis) >= snr_cut * obs.sigma)
-    built = {kind: KINDS[kind].build(obs, usable, options) for kind in dict.fromkeys(kinds)}
+    snr = np.abs(obs.vis) / obs.sigma
+    built = {kind: KINDS[kind].build(obs, np.flatnonzero(snr >= cuts.get(kind, 0.0)), options)
+             for kind in dict.fromkeys(kinds)}
     return DataProducts(obs=obs, products=built, options=options)
 
 
+# The product sets that use every datum once (vis alone holds amplitudes and phases; amplitudes and log
+# closure amplitudes share the amplitudes; visibilities and closure phases share the phases).
+VALID_PRODUCT_SETS = (("vis",), ("amp",), ("cphase",), ("lcamp",), ("amp", "cphase"), ("cphase", "lcamp"))
+
+
+def check_product_set(kinds: Iterable[str]) -> None:
+    """Refuse a product set that counts data twice (one line naming the valid sets)."""
+    chosen = set(kinds)
+    if any(chosen == set(valid) for valid in VALID_PRODUCT_SETS):
+        return
+    valid = "; ".join("+".join(v) for v in VALID_PRODUCT_SETS[:1] + VALID_PRODUCT_SETS[4:]) + "; or one alone"
+    raise VlbiError(f"products: {'+'.join(sorted(chosen))} use the same data twice (the likelihood would count "
+                    f"them twice); choose one of the independent sets: {valid}")
+
+
 __all__ = [
+    "VALID_PRODUCT_SETS", "check_product_set",
     "AMP_LIKELIHOODS", "KINDS", "PRODUCT_KINDS", "AmplitudeProduct", "ClosurePhaseProduct", "DataProducts",
     "LogClosureAmplitudeProduct", "Product", "ProductOptions", "VisibilityProduct", "build_products",
     "closure_phases", "cycle_rank", "debiased_amplitude", "log_amplitude_rank", "log_closure_amplitudes",

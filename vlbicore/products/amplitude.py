@@ -10,7 +10,7 @@ import numpy as np
 from jax.scipy.special import i0e
 
 from vlbicore.errors import VlbiError
-from vlbicore.products.base import Product, ProductOptions, debiased_amplitude, index_arrays, pad, row_meta
+from vlbicore.products.base import Product, ProductOptions, debiased_amplitude, pad, row_meta
 
 AMP_LIKELIHOODS = ("gauss", "rice")
 
@@ -31,23 +31,24 @@ class AmplitudeProduct(Product):
     def predict_values(V, rows, signs=None):
         return jnp.abs(V[rows])
 
-    def likelihood_arrays(self, obs, options: ProductOptions, size: int) -> tuple[str, dict]:
+    def likelihood_arrays(self, obs, options: ProductOptions, sizes: dict) -> tuple[str, dict]:
+        size = sizes["n"]
         if options.amp_likelihood == "gauss":
-            return super().likelihood_arrays(obs, options, size)
+            return super().likelihood_arrays(obs, options, sizes)
         if options.amp_likelihood == "rice":
-            arrays = index_arrays(self, size)
+            arrays = self.error_inputs(obs, size)
             arrays["raw"] = pad(np.abs(obs.vis)[self.rows], size, 1.0)
-            arrays["sigma"] = pad(np.asarray(self.sigma, dtype=np.float64), size, 1.0)
             return "rice", arrays
         raise VlbiError(f"amp_likelihood: {options.amp_likelihood!r} is unknown; use one of "
                         f"{', '.join(AMP_LIKELIHOODS)}")
 
     @staticmethod
-    def log_density(variant: str, arrays: dict, predicted):
+    def log_density(variant: str, arrays: dict, predicted, variance):
         if variant == "rice":
             # Rice density of the raw amplitude A given the model amplitude M:
             # log p = log(A/σ²) − (A² + M²)/(2σ²) + log I0(A M/σ²); I0 via the scaled i0e for stability.
-            A, s2 = arrays["raw"], arrays["sigma"] ** 2
+            A, s2 = arrays["raw"], variance
             x = A * predicted / s2
-            return jnp.log(A / s2) - (A**2 + predicted**2) / (2 * s2) + jnp.log(i0e(x)) + x
-        return Product.log_density(variant, arrays, predicted)
+            logp = jnp.log(A / s2) - (A**2 + predicted**2) / (2 * s2) + jnp.log(i0e(x)) + x
+            return logp, (A - predicted) ** 2 / s2
+        return Product.log_density(variant, arrays, predicted, variance)

@@ -1,15 +1,20 @@
-"""What every data-product kind shares: the product record, the ``ProductKind`` contract, padding.
+"""What every data-product kind shares: the product record, the ``Product`` contract, padding.
 
 A product kind is one class (``VisibilityProduct``, ``AmplitudeProduct``, ...): its instances hold the
 data of one observation (NumPy arrays: ``rows`` index the observation rows a datum is made of), and the
 class owns everything the rest of vlbicore needs to know about the kind:
 
 * ``build(obs, rows, options)``: the product from an observation (``rows``: the usable rows);
-* ``predict(V, rows, signs)``: the model values from model visibilities (pure JAX);
-* ``likelihood_arrays(product, obs, options, size)``: ``(variant, arrays)``, every number its density
-  needs, padded to ``size`` entries (``variant`` is static and picks the density);
-* ``log_density(variant, arrays, predicted)``: per-datum log-likelihood (pure JAX);
-* ``chi_squared(product, predicted)``: ``(χ², n)`` in NumPy.
+* ``predict_values(V, rows, signs)``: the model values from model visibilities (pure JAX);
+* ``likelihood_arrays(obs, options, size)``: ``(variant, arrays)``, every number its density needs,
+  padded to ``size`` data (``variant`` is static and picks the density). Among them the thermal errors and
+  the observed amplitudes and baseline lengths the error terms of :mod:`vlbicore.likelihood.noise` need:
+  ``sigma``/``amplitude``/``uvdist`` per datum for single-baseline kinds, ``leg_rel_var``/
+  ``leg_amplitude``/``leg_uvdist`` per closure leg for closure kinds (``variance_kind``);
+* ``log_density(variant, arrays, predicted, variance)``: per-datum ``(log-likelihood, z²)`` (pure JAX),
+  with ``variance`` the total variance the likelihood computed from those inputs (σ² per datum, or the
+  relative variance per closure leg); z² is the squared normalised residual χ² sums over;
+* ``chi_squared(predicted)``: ``(χ², n)`` against the thermal errors, in NumPy.
 
 The likelihood iterates over the kinds of a product set; adding a kind is one module (a subclass of
 :class:`Product`) registered in :mod:`vlbicore.products`, plus its tests.
@@ -30,13 +35,18 @@ LOG_2PI = math.log(2.0 * math.pi)
 class ProductOptions:
     """How products are built and modelled (the data-product part of a fit configuration).
 
-    ``covariance``: closure products carry their full per-time-stamp covariance; ``snr_cut``: rows with
-    |V|/σ below it are left out; ``lcamp_debias``: debiased amplitudes inside the log closure amplitudes;
-    ``amp_likelihood``: ``"gauss"`` (debiased amplitudes) or ``"rice"`` (raw amplitudes).
+    ``covariance``: closure products carry their full per-time-stamp covariance; ``snr_cut``: (kind, cut)
+    pairs, rows with |V|/σ below the cut are left out of that kind; ``lcamp_debias``: debiased amplitudes
+    inside the log closure amplitudes; ``amp_likelihood``: ``"gauss"`` (debiased amplitudes) or ``"rice"``
+    (raw amplitudes).
     """
 
     covariance: bool = False
-    snr_cut: float = 0.0
+    snr_cut: tuple = ()
+    # what the error terms add to closure legs: "common" (one relative variance f² for every leg, the
+    # default noise model, which allows a precomputed whitening) or "general" (per leg); set by the
+    # likelihood from the noise model
+    leg_noise: str = "general"
     lcamp_debias: bool = False
     amp_likelihood: str = "gauss"
 
@@ -93,21 +103,30 @@ def pad(array: np.ndarray, size: int, fill) -> np.ndarray:
     return np.concatenate([array, block])
 
 
-def pad_square(matrix: np.ndarray, size: int) -> np.ndarray:
-    """A K×K whitener embedded in a size×size identity (padded residuals are zero and masked anyway)."""
-    out = np.eye(size, dtype=np.float64)
-    out[: matrix.shape[0], : matrix.shape[0]] = matrix
-    return out
+def round_up(n: int, multiple: int = 4) -> int:
+    """``n`` rounded up to a multiple (small array dimensions: legs of a closure, closures per time)."""
+    return max(multiple, -(-int(n) // multiple) * multiple)
 
 
-def index_arrays(product, size: int) -> dict:
+def padded_sizes(natural: dict) -> dict:
+    """Padded array sizes: lengths to :func:`padded_size`, small dimensions to a multiple of 4."""
+    return {k: padded_size(v) if k in ("n", "blocks") else round_up(v) for k, v in natural.items()}
+
+
+def index_arrays(product, size: int, width: int | None = None) -> dict:
     """rows (and signs) of a product, padded with copies of its first datum's rows and zero signs, so a
-    padded entry reads real visibilities (no log of an empty baseline) and contributes nothing."""
+    padded entry reads real visibilities (no log of an empty baseline) and contributes nothing; closure
+    rows are also widened to ``width`` legs (extra legs: row 0, sign 0)."""
     rows = np.asarray(product.rows)
+    if width is not None and rows.ndim == 2 and rows.shape[1] < width:
+        rows = np.concatenate([rows, np.zeros((len(rows), width - rows.shape[1]), rows.dtype)], axis=1)
     fill = rows[0] if len(rows) else np.zeros(rows.shape[1:], dtype=rows.dtype)
     arrays = {"rows": pad(rows, size, fill), "mask": pad(np.ones(len(rows), bool), size, False)}
     if hasattr(product, "signs"):
-        arrays["signs"] = pad(np.asarray(product.signs, dtype=np.float64), size, 0.0)
+        signs = np.asarray(product.signs, dtype=np.float64)
+        if signs.shape[1] < rows.shape[1]:
+            signs = np.concatenate([signs, np.zeros((len(signs), rows.shape[1] - signs.shape[1]))], axis=1)
+        arrays["signs"] = pad(signs, size, 0.0)
     return arrays
 
 
@@ -115,18 +134,14 @@ def index_arrays(product, size: int) -> dict:
 # Densities shared by several kinds
 
 
-def gaussian_pointwise(residual, sigma):
-    z = residual / sigma
-    return -0.5 * z**2 - jnp.log(sigma) - 0.5 * LOG_2PI
-
-
-def whitened_pointwise(residual, whitener, log_diag):
-    z = whitener @ residual
-    return -0.5 * z**2 - log_diag - 0.5 * LOG_2PI
+def gaussian_pointwise(residual, variance):
+    """(log density, z²) of Gaussian residuals with the given variance."""
+    z2 = residual**2 / variance
+    return -0.5 * z2 - 0.5 * jnp.log(variance) - 0.5 * LOG_2PI, z2
 
 
 def whitener(cov):
-    """Inverse Cholesky factor and log-determinant term of a covariance (NumPy, done once)."""
+    """Inverse Cholesky factor and log-determinant term of a covariance (NumPy)."""
     chol = np.linalg.cholesky(np.asarray(cov, dtype=np.float64))
     return np.linalg.inv(chol), np.log(np.diag(chol))
 
@@ -150,11 +165,17 @@ class Product:
     uvdist: np.ndarray  # λ; baseline length, or the longest baseline of a closure
 
     kind: ClassVar[str] = ""
+    variance_kind: ClassVar[str] = "visibility"  # the likelihood supplies σ² per datum
     cov = None  # independent data; closure products carry a covariance field instead
 
     @property
     def n(self) -> int:
         return len(self.values)
+
+    def sizes(self) -> dict[str, int]:
+        """The natural (unpadded) sizes of this product's likelihood arrays; a batch pads every posterior
+        to the largest of each."""
+        return {"n": self.n}
 
     @classmethod
     def build(cls, obs, rows: np.ndarray, options: ProductOptions) -> "Product":  # pragma: no cover - abstract
@@ -168,17 +189,26 @@ class Product:
         """Model values of this product from model visibilities ``V`` at the observation rows (JAX)."""
         return self.predict_values(jnp.asarray(V), self.rows, getattr(self, "signs", None))
 
-    def likelihood_arrays(self, obs, options: ProductOptions, size: int) -> tuple[str, dict]:
-        """(variant, arrays) of the density, padded to ``size`` (default: a Gaussian with ``sigma``)."""
-        arrays = index_arrays(self, size)
+    def likelihood_arrays(self, obs, options: ProductOptions, sizes: dict) -> tuple[str, dict]:
+        """(variant, arrays) of the density, padded to ``sizes`` (:meth:`sizes`, padded by the likelihood;
+        default density: a Gaussian with ``sigma``)."""
+        size = sizes["n"]
+        arrays = self.error_inputs(obs, size)
         arrays["values"] = pad(np.asarray(self.values), size, 0.0)
-        arrays["sigma"] = pad(np.asarray(self.sigma, dtype=np.float64), size, 1.0)
         return "gauss", arrays
 
+    def error_inputs(self, obs, size: int) -> dict:
+        """Index arrays plus what the error terms need per datum: thermal σ, observed |V|, |uv| (padded)."""
+        arrays = index_arrays(self, size)
+        arrays["sigma"] = pad(np.asarray(self.sigma, dtype=np.float64), size, 1.0)
+        arrays["amplitude"] = pad(np.abs(obs.vis)[self.rows].astype(np.float64), size, 1.0)
+        arrays["uvdist"] = pad(obs.uvdist[self.rows].astype(np.float64), size, 1.0)
+        return arrays
+
     @staticmethod
-    def log_density(variant: str, arrays: dict, predicted):
-        """Per-datum log-likelihood (padded entries are masked by the caller)."""
-        return gaussian_pointwise(predicted - arrays["values"], arrays["sigma"])
+    def log_density(variant: str, arrays: dict, predicted, variance):
+        """Per-datum (log-likelihood, z²) (padded entries are masked by the caller)."""
+        return gaussian_pointwise(predicted - arrays["values"], variance)
 
     def residuals(self, predicted) -> np.ndarray:
         """data − model (NumPy), the quantity χ² sums over."""

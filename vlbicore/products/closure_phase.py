@@ -1,5 +1,6 @@
 """Closure phases (rad): von Mises with κ = 1/σ² when independent (exact at ±180°, no wrap artefacts);
-with a covariance the wrapped residuals are whitened by its Cholesky factor and treated as Gaussian."""
+with the per-time-stamp covariance the wrapped residuals are whitened by its Cholesky factor and treated
+as Gaussian."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,9 +8,9 @@ from typing import ClassVar
 
 import jax.numpy as jnp
 import numpy as np
-from scipy.special import i0e
+from jax.scipy.special import i0e
 
-from vlbicore.products.base import LOG_2PI, ProductOptions, index_arrays, pad, relative_sigma, wrap_phase, wrap_phase_np
+from vlbicore.products.base import LOG_2PI, ProductOptions, relative_sigma, wrap_phase, wrap_phase_np
 from vlbicore.products.closure_sets import ClosureProduct, assemble, graphs_by_time, minimal_cycles
 
 
@@ -31,16 +32,13 @@ class ClosurePhaseProduct(ClosureProduct):
     def residual_of(cls, difference):
         return wrap_phase(difference) if isinstance(difference, jnp.ndarray) else wrap_phase_np(difference)
 
-    def independent_arrays(self, size: int) -> tuple[str, dict]:
-        arrays = index_arrays(self, size)
-        arrays["values"] = pad(np.asarray(self.values), size, 0.0)
-        kappa = 1.0 / pad(np.asarray(self.sigma, dtype=np.float64), size, 1.0) ** 2
-        # log von Mises normaliser 2π I0(κ), written with i0e so that large κ does not overflow
-        return "von_mises", {**arrays, "kappa": kappa, "log_norm": LOG_2PI + np.log(i0e(kappa)) + kappa}
-
     @staticmethod
-    def independent_density(variant: str, arrays: dict, predicted):
-        return arrays["kappa"] * jnp.cos(arrays["values"] - predicted) - arrays["log_norm"]
+    def independent_density(arrays: dict, predicted, closure_variance):
+        kappa = 1.0 / closure_variance
+        one_minus_cos = 1.0 - jnp.cos(arrays["values"] - predicted)
+        # von Mises: κ cos Δ − log(2π I0(κ)), with I0 through i0e so that large κ does not overflow
+        logp = -kappa * one_minus_cos - LOG_2PI - jnp.log(i0e(kappa))
+        return logp, 2.0 * kappa * one_minus_cos
 
     def chi_squared(self, predicted) -> tuple[float, int]:
         if self.cov is not None:

@@ -26,10 +26,16 @@ import dataclasses
 import functools
 import itertools
 from collections.abc import Iterable
+from typing import ClassVar
 
 import numpy as np
+import scipy.linalg
 
-from vlbicore.products.base import Product, ProductOptions, index_arrays, pad, pad_square, whitened_pointwise, whitener
+import jax
+import jax.numpy as jnp
+
+from vlbicore.products.base import (LOG_2PI, Product, ProductOptions, gaussian_pointwise, index_arrays, pad,
+                                    relative_sigma, whitener)
 
 # A candidate closure raises the rank of the chosen set when its residual after projection on the
 # chosen set is longer than this (cycle vectors have integer entries, so real residuals are O(1)).
@@ -39,22 +45,75 @@ _RANK_TOLERANCE = 1e-8
 @dataclasses.dataclass(frozen=True, eq=False)
 class ClosureProduct(Product):
     """A closure product: datum k combines the baselines ``rows[k, :]`` with ``signs[k, :]`` (0 = padding);
-    ``cov`` is the full covariance (block diagonal in time) or None (independent data)."""
+    ``cov`` is the thermal covariance (block diagonal in time) or None (independent data).
+
+    Two density variants (the error terms enter through the relative variance of every leg, which the
+    likelihood computes, see :mod:`vlbicore.likelihood.noise`):
+
+    * ``independent``: closure k has variance Σ_legs σ_leg²/|V_leg|² (no correlations);
+    * ``blocks`` (``covariance: true``): per time stamp, C = A diag(v) Aᵀ with A the signed design matrix
+      of that time's closures over its baselines and v the legs' relative variances, so closures sharing a
+      baseline are correlated. The residuals are whitened by C's Cholesky factor; each closure's value is
+      its conditional density given the closures before it in the block, so the sum over a time stamp
+      (or a scan) is the exact joint density of its closures, whichever minimal set was chosen.
+    """
 
     signs: np.ndarray
     cov: np.ndarray | None = None
+    variance_kind: ClassVar[str] = "closure_legs"  # the likelihood supplies σ²/|V|² per leg
 
-    def likelihood_arrays(self, obs, options: ProductOptions, size: int) -> tuple[str, dict]:
+    def sizes(self) -> dict[str, int]:
+        sizes = {"n": self.n, "legs": int(np.shape(self.rows)[1]) if self.n else 1}
+        if self.cov is not None:
+            blocks = self.blocks()
+            sizes.update(blocks=len(blocks), block_size=max((len(k) for k, _, _ in blocks), default=1),
+                         block_edges=max((len(e) for _, e, _ in blocks), default=1))
+        return sizes
+
+    def blocks(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per time stamp: (closure indices, the obs rows of its baselines, design matrix A [K_t, E_t])."""
+        out = []
+        rows, signs = np.asarray(self.rows), np.asarray(self.signs)
+        for t in np.unique(self.time):
+            closures = np.flatnonzero(self.time == t)
+            used = signs[closures] != 0
+            edges, column = np.unique(rows[closures][used], return_inverse=True)
+            design = np.zeros((len(closures), len(edges)))
+            which = np.broadcast_to(np.arange(len(closures))[:, None], used.shape)[used]
+            np.add.at(design, (which, column), signs[closures][used])
+            out.append((closures, edges, design))
+        return out
+
+    def likelihood_arrays(self, obs, options: ProductOptions, sizes: dict) -> tuple[str, dict]:
+        arrays = index_arrays(self, sizes["n"], width=sizes["legs"])
+        arrays["values"] = pad(np.asarray(self.values), sizes["n"], 0.0)
+        rel_var = relative_sigma(obs) ** 2
+        amplitude, uvdist = np.abs(obs.vis), obs.uvdist
         if self.cov is None:
-            return self.independent_arrays(size)
-        arrays = index_arrays(self, size)
-        arrays["values"] = pad(np.asarray(self.values), size, 0.0)
-        white, log_diag = whitener(self.cov)
-        return "whitened", {**arrays, "whitener": pad_square(white, size), "log_diag": pad(log_diag, size, 0.0)}
-
-    def independent_arrays(self, size: int) -> tuple[str, dict]:
-        """(variant, arrays) without a covariance (default: a Gaussian with ``sigma``)."""
-        return Product.likelihood_arrays(self, None, None, size)
+            legs = arrays["rows"]
+            arrays.update(leg_mask=arrays["signs"] != 0, leg_rel_var=np.where(arrays["signs"] != 0, rel_var[legs], 0.0),
+                          leg_amplitude=np.where(arrays["signs"] != 0, amplitude[legs], 1.0),
+                          leg_uvdist=np.where(arrays["signs"] != 0, uvdist[legs], 1.0))
+            return "independent", arrays
+        n_blocks, n_slots, n_edges = sizes["blocks"], sizes["block_size"], sizes["block_edges"]
+        block_index = np.zeros((n_blocks, n_slots), np.int64)
+        block_mask = np.zeros((n_blocks, n_slots), bool)
+        design = np.zeros((n_blocks, n_slots, n_edges))
+        edge_rows = np.full((n_blocks, n_edges), -1, np.int64)
+        position = np.zeros(sizes["n"], np.int64)
+        for t, (closures, edges, a) in enumerate(self.blocks()):
+            k, e = len(closures), len(edges)
+            block_index[t, :k], block_mask[t, :k], design[t, :k, :e], edge_rows[t, :e] = closures, True, a, edges
+            position[closures] = t * n_slots + np.arange(k)
+        real = edge_rows >= 0
+        arrays.update(block_index=block_index, block_mask=block_mask, position=position)
+        if options.leg_noise == "common":
+            return "blocks_common", {**arrays, **_common_noise_whitening(design, np.where(real, rel_var[edge_rows], 0.0),
+                                                                         block_mask)}
+        arrays.update(design=design, leg_rel_var=np.where(real, rel_var[edge_rows], 0.0),
+                      leg_amplitude=np.where(real, amplitude[edge_rows], 1.0),
+                      leg_uvdist=np.where(real, uvdist[edge_rows], 1.0))
+        return "blocks", arrays
 
     @classmethod
     def residual_of(cls, difference):
@@ -62,15 +121,46 @@ class ClosureProduct(Product):
         return difference
 
     @classmethod
-    def log_density(cls, variant: str, arrays: dict, predicted):
-        if variant == "whitened":
-            residual = cls.residual_of(arrays["values"] - predicted)
-            return whitened_pointwise(residual, arrays["whitener"], arrays["log_diag"])
-        return cls.independent_density(variant, arrays, predicted)
+    def log_density(cls, variant: str, arrays: dict, predicted, variance):
+        if variant == "blocks":
+            return cls.block_density(arrays, predicted, variance)
+        if variant == "blocks_common":
+            return cls.common_block_density(arrays, predicted, variance)
+        closure_variance = jnp.sum(jnp.where(arrays["leg_mask"], variance, 0.0), axis=-1)
+        return cls.independent_density(arrays, predicted, closure_variance)
 
     @staticmethod
-    def independent_density(variant: str, arrays: dict, predicted):
-        return Product.log_density(variant, arrays, predicted)
+    def independent_density(arrays: dict, predicted, closure_variance):
+        return gaussian_pointwise(predicted - arrays["values"], closure_variance)
+
+    @classmethod
+    def block_density(cls, arrays: dict, predicted, variance):
+        mask = arrays["block_mask"]
+        residual = cls.residual_of(arrays["values"] - predicted)
+        r = jnp.where(mask, residual[arrays["block_index"]], 0.0)  # (T, K_t)
+        design = arrays["design"]
+        cov = jnp.einsum("tke,te,tle->tkl", design, variance, design)
+        cov = cov + jnp.eye(mask.shape[1]) * jnp.where(mask, 0.0, 1.0)[:, :, None]  # padded slots: unit
+        w, log_diag = whiten_small(cov, r)
+        logp = jnp.where(mask, -0.5 * w**2 - log_diag - 0.5 * LOG_2PI, 0.0)
+        return logp.reshape(-1)[arrays["position"]], (w**2).reshape(-1)[arrays["position"]]
+
+    @classmethod
+    def common_block_density(cls, arrays: dict, predicted, extra):
+        """The blocks density when every leg gains the same relative variance ``extra`` (f_nc², the
+        default noise model): C(f) = B + f² S with B = A D Aᵀ (thermal) and S = A Aᵀ. With the generalised
+        eigenvectors W of (S, B) (Wᵀ B W = I, Wᵀ S W = Λ, precomputed), y = Wᵀ r gives
+        rᵀC⁻¹r = Σ y²/(1 + f²λ) and log det C = log det B + Σ log(1 + f²λ): no factorisation per
+        evaluation. Each datum's value is that of one whitened component of its time stamp (log det B
+        spread evenly), so sums over a time stamp are exact."""
+        mask = arrays["block_mask"]
+        residual = cls.residual_of(arrays["values"] - predicted)
+        r = jnp.where(mask, residual[arrays["block_index"]], 0.0)  # (T, K_t)
+        y = jnp.einsum("tki,tk->ti", arrays["whitening"], r)
+        scale = 1.0 + extra * arrays["lam"]
+        z2 = y**2 / scale
+        logp = jnp.where(mask, -0.5 * z2 - 0.5 * jnp.log(scale) - arrays["half_log_det"] - 0.5 * LOG_2PI, 0.0)
+        return logp.reshape(-1)[arrays["position"]], z2.reshape(-1)[arrays["position"]]
 
     def chi_squared(self, predicted) -> tuple[float, int]:
         resid = np.asarray(self.residual_of(self.residuals(predicted)))
@@ -78,6 +168,53 @@ class ClosureProduct(Product):
             return float(np.sum((resid / self.sigma) ** 2)), len(self.values)
         white, _ = whitener(self.cov)
         return float(np.sum((white @ resid) ** 2)), len(self.values)
+
+
+def _common_noise_whitening(design: np.ndarray, rel_var: np.ndarray, mask: np.ndarray) -> dict:
+    """Per block, the generalised eigenvectors W of (S = A Aᵀ, B = A D Aᵀ) as columns (Wᵀ B W = I), the
+    eigenvalues λ and log det B spread evenly over the block's data (padded slots: W = I, λ = 0)."""
+    n_blocks, n_slots = mask.shape
+    whitening = np.tile(np.eye(n_slots), (n_blocks, 1, 1))
+    lam = np.zeros((n_blocks, n_slots))
+    half_log_det = np.zeros((n_blocks, n_slots))
+    for t in range(n_blocks):
+        k = int(mask[t].sum())
+        if not k:
+            continue
+        a = design[t, :k]
+        thermal = (a * rel_var[t]) @ a.T
+        lam[t, :k], whitening[t, :k, :k] = scipy.linalg.eigh(a @ a.T, thermal)
+        half_log_det[t, :k] = 0.5 * np.linalg.slogdet(thermal)[1] / k
+    return {"whitening": whitening, "lam": lam, "half_log_det": half_log_det}
+
+
+def whiten_small(cov, r):
+    """``(L⁻¹ r, log diag L)`` for batches of small covariances C = L Lᵀ (last two axes), by the Cholesky
+    factorisation and the forward substitution written as loops over columns of plain array operations.
+
+    The blocks are small (closures of one time stamp, ≤ ~20); XLA's CPU LAPACK calls for batched
+    Cholesky / triangular solves were seen to hang on repeated execution inside vmapped programs, and
+    the loop form compiles to a small program on every backend and differentiates the same way."""
+    n = cov.shape[-1]
+    eye = jnp.eye(n, dtype=cov.dtype)
+    below = jnp.arange(n)
+
+    def column(j, chol):
+        # C[:, j] − Σ_k L[:, k] L[j, k]: only the columns k < j are filled yet
+        s = cov[..., :, j] - jnp.sum(chol * chol[..., j, None, :], axis=-1)
+        d = jnp.sqrt(s[..., j])
+        col = jnp.where(below > j, s / d[..., None], jnp.where(below == j, d[..., None], 0.0))
+        return chol + col[..., :, None] * eye[j]
+
+    chol = jax.lax.fori_loop(0, n, column, jnp.zeros_like(cov))
+    diag = jnp.diagonal(chol, axis1=-2, axis2=-1)
+
+    def substitute(i, w):
+        wi = (r[..., i] - jnp.sum(chol[..., i, :] * w, axis=-1)) / diag[..., i]
+        return w + wi[..., None] * eye[i]
+
+    w = jax.lax.fori_loop(0, n, substitute, jnp.zeros_like(r))
+    return w, jnp.log(diag)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import ClassVar
 import jax.numpy as jnp
 import numpy as np
 
-from vlbicore.products.base import Product, ProductOptions, gaussian_pointwise, index_arrays, pad, row_meta
+from vlbicore.products.base import Product, ProductOptions, gaussian_pointwise, pad, row_meta
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -24,17 +24,18 @@ class VisibilityProduct(Product):
     def predict_values(V, rows, signs=None):
         return V[rows]
 
-    def likelihood_arrays(self, obs, options: ProductOptions, size: int) -> tuple[str, dict]:
+    def likelihood_arrays(self, obs, options: ProductOptions, sizes: dict) -> tuple[str, dict]:
+        size = sizes["n"]
         values = np.asarray(self.values)
-        arrays = index_arrays(self, size)
-        arrays.update(re=pad(values.real, size, 0.0), im=pad(values.imag, size, 0.0),
-                      sigma=pad(np.asarray(self.sigma, dtype=np.float64), size, 1.0))
+        arrays = self.error_inputs(obs, size)
+        arrays.update(re=pad(values.real, size, 0.0), im=pad(values.imag, size, 0.0))
         return "gauss", arrays
 
     @staticmethod
-    def log_density(variant: str, arrays: dict, predicted):
-        return (gaussian_pointwise(jnp.real(predicted) - arrays["re"], arrays["sigma"])
-                + gaussian_pointwise(jnp.imag(predicted) - arrays["im"], arrays["sigma"]))
+    def log_density(variant: str, arrays: dict, predicted, variance):
+        re, re2 = gaussian_pointwise(jnp.real(predicted) - arrays["re"], variance)
+        im, im2 = gaussian_pointwise(jnp.imag(predicted) - arrays["im"], variance)
+        return re + im, re2 + im2
 
     def chi_squared(self, predicted) -> tuple[float, int]:
         resid = self.residuals(predicted)

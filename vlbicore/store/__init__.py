@@ -6,12 +6,12 @@ store is read without the code that made it).
 """
 from vlbicore.store.atomic import remove_stale_temps, write_directory_atomically
 from vlbicore.store.layout import REQUIRED_GROUPS, ZARR_FORMAT, build_fit_tree, write_fit_store
-from vlbicore.store.read import (check_schema, fit_level_summary, json_attr, missing_groups, open_fit_store,
+from vlbicore.store.read import (chain_weights, check_schema, fit_level_summary, json_attr, missing_groups, open_fit_store,
                                  parameter_names, parameter_statistics, read_fit_tree, schema_problem)
 from vlbicore.store.summary import SUMMARY_COLUMNS, format_summary, parameter_summary, summary_table
 
 __all__ = [
-    "REQUIRED_GROUPS", "SUMMARY_COLUMNS", "ZARR_FORMAT", "build_fit_tree", "check_schema", "fit_level_summary",
+    "REQUIRED_GROUPS", "SUMMARY_COLUMNS", "ZARR_FORMAT", "build_fit_tree", "chain_weights", "check_schema", "fit_level_summary",
     "format_summary", "json_attr", "missing_groups", "open_fit_store", "parameter_names", "parameter_statistics",
     "parameter_summary", "read_fit_tree", "remove_stale_temps", "schema_problem", "summary_table",
     "write_directory_atomically", "write_fit_store",

@@ -81,13 +81,31 @@ def _diagnostics_dataset(diagnostics: Mapping[str, Any], param_names: list[str])
     n_data = diagnostics.get("n_data") or {}
     products = sorted(set(chi2) | set(n_data))
     modes = list(diagnostics.get("modes") or [])
+    gof = diagnostics.get("goodness_of_fit") or {}
+
+    def per_product(key: str) -> np.ndarray:
+        return np.array([float(gof.get(k, {}).get(key, math.nan)) for k in products], dtype=np.float64)
+
+    def per_mode(key: str, default, dtype) -> np.ndarray:
+        return np.array([m.get(key, default) for m in modes], dtype=dtype)
+
     data_vars = {
         "rhat": (("parameter",), per_param("rhat")),
         "ess_bulk": (("parameter",), per_param("ess_bulk")),
         "ess_tail": (("parameter",), per_param("ess_tail")),
         "reduced_chi2": (("product",), np.array([float(chi2.get(k, math.nan)) for k in products])),
         "n_data": (("product",), np.array([int(n_data.get(k, 0)) for k in products], dtype=np.int64)),
+        # χ² at the best draw: against the thermal σ (chi2, per N above, per N − p), and against the total
+        # σ of thermal noise and fitted error terms (chi2_total, reduced_chi2_total = per N)
+        "chi2": (("product",), per_product("chi2")),
+        "reduced_chi2_dof": (("product",), per_product("chi2_per_dof")),
+        "chi2_total": (("product",), per_product("chi2_total")),
+        "reduced_chi2_total": (("product",), per_product("chi2_total_per_n")),
         "mode_lp": (("mode",), np.array([float(m["lp"]) for m in modes], dtype=np.float64)),
+        "mode_log_mass": (("mode",), per_mode("log_mass", math.nan, np.float64)),
+        "mode_mass": (("mode",), per_mode("mass", math.nan, np.float64)),
+        "mode_laplace_ok": (("mode",), per_mode("laplace_ok", True, bool)),
+        "mode_sampled": (("mode",), per_mode("sampled", False, bool)),
         "mode_values": (  # NaN for posterior variables a mode does not set (derived quantities)
             ("mode", "parameter"),
             np.array([[float(m["values"].get(p, math.nan)) for p in param_names] for m in modes]).reshape(
@@ -101,6 +119,9 @@ def _diagnostics_dataset(diagnostics: Mapping[str, Any], param_names: list[str])
         "product": np.array(products, dtype=object),
         "mode": np.arange(len(modes)),
     }
+    if diagnostics.get("chain_weight") is not None:  # each chain's weight in the posterior (mode mass / chains)
+        data_vars["chain_weight"] = (("chain",), np.asarray(diagnostics["chain_weight"], np.float64))
+        data_vars["chain_mode"] = (("chain",), np.asarray(diagnostics["chain_mode"], np.int64))
     return xr.Dataset(data_vars, coords=coords)
 
 

@@ -85,12 +85,23 @@ def fit_level_summary(tree: xr.DataTree) -> dict[str, Any]:
         for i, kind in enumerate(diag["product"].values.tolist()):
             chi2[str(kind)] = float(diag["reduced_chi2"].values[i])
             n_data[str(kind)] = int(diag["n_data"].values[i])
+    gof = {}
+    if "product" in diag.coords:
+        for i, kind in enumerate(diag["product"].values.tolist()):
+            gof[str(kind)] = {key: float(diag[key].values[i]) for key in
+                              ("chi2", "reduced_chi2", "reduced_chi2_dof", "chi2_total", "reduced_chi2_total") if key in diag}
     modes = []
     if "mode_lp" in diag:
         names = [str(p) for p in diag["parameter"].values.tolist()]
-        for lp, values, chains in zip(diag["mode_lp"].values, diag["mode_values"].values, diag["mode_chains"].values):
+        n_modes = diag.sizes.get("mode", 0)
+        mass = diag["mode_mass"].values if "mode_mass" in diag else np.full(n_modes, np.nan)
+        sampled = diag["mode_sampled"].values if "mode_sampled" in diag else np.zeros(n_modes, bool)
+        laplace_ok = diag["mode_laplace_ok"].values if "mode_laplace_ok" in diag else np.ones(n_modes, bool)
+        for i, (lp, values, chains) in enumerate(zip(diag["mode_lp"].values, diag["mode_values"].values,
+                                                     diag["mode_chains"].values)):
             set_values = {n: float(v) for n, v in zip(names, values) if np.isfinite(v)}
-            modes.append({"lp": float(lp), "values": set_values, "chains": int(chains)})
+            modes.append({"lp": float(lp), "values": set_values, "chains": int(chains), "mass": float(mass[i]),
+                          "sampled": bool(sampled[i]), "laplace_ok": bool(laplace_ok[i])})
     convergence = json_attr(tree, "convergence", {}) or {}
     return {
         "divergences": divergences,
@@ -98,10 +109,24 @@ def fit_level_summary(tree: xr.DataTree) -> dict[str, Any]:
         "converged": bool(tree.attrs.get("converged", False)),
         "reasons": list(convergence.get("reasons", [])),
         "warnings": list(convergence.get("warnings", [])),
+        "multimodal": bool(tree.attrs.get("multimodal", False)),
+        "symmetries": list(json_attr(tree, "symmetries", []) or []),
+        "adequate": tree.attrs.get("adequate"),
+        "adequacy": json_attr(tree, "adequacy", {}) or {},
         "reduced_chi2": chi2,
         "n_data": n_data,
+        "goodness_of_fit": gof,
         "modes": modes,
     }
+
+
+def chain_weights(tree: xr.DataTree) -> np.ndarray | None:
+    """Each chain's weight in the posterior (``diagnostics.chain_weight``), or None for equal weights."""
+    diag = tree["diagnostics"].dataset if "diagnostics" in tree.children else xr.Dataset()
+    if "chain_weight" not in diag:
+        return None
+    weights = np.asarray(diag["chain_weight"].values, np.float64)
+    return None if np.allclose(weights, weights[0]) else weights
 
 
 def parameter_names(tree: xr.DataTree) -> list[str]:
@@ -113,7 +138,8 @@ def parameter_names(tree: xr.DataTree) -> list[str]:
 
 
 def parameter_statistics(tree: xr.DataTree) -> dict[str, dict[str, float]]:
-    """Per posterior variable: mean, sd, median, hdi_low, hdi_high (94 %) and the stored rhat, ess_bulk, ess_tail."""
+    """Per posterior variable: mean, sd, median, hdi_low, hdi_high (94 %) and the stored rhat, ess_bulk,
+    ess_tail; the draws weighted by their chains' weights (multimodal fits)."""
     posterior = tree["posterior"].dataset
     diag = tree["diagnostics"].dataset if "diagnostics" in tree.children else xr.Dataset()
     stored = {}
@@ -122,9 +148,13 @@ def parameter_statistics(tree: xr.DataTree) -> dict[str, dict[str, float]]:
         for key in ("rhat", "ess_bulk", "ess_tail"):
             if key in diag:
                 stored[key] = dict(zip(names, np.asarray(diag[key].values, dtype=np.float64).tolist()))
+    weights = chain_weights(tree)
     out = {}
     for name in parameter_names(tree):
-        stats = draw_statistics(np.asarray(posterior[name].values), period=posterior[name].attrs.get("period"))
+        values = np.asarray(posterior[name].values)
+        per_draw = None if weights is None else np.broadcast_to(weights[:, None], values.shape[:2]).reshape(
+            values.shape[:2] + (1,) * (values.ndim - 2))
+        stats = draw_statistics(values, period=posterior[name].attrs.get("period"), weights=per_draw)
         for key in ("rhat", "ess_bulk", "ess_tail"):
             stats[key] = stored.get(key, {}).get(name, math.nan)
         out[name] = stats
