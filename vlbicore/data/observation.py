@@ -80,7 +80,9 @@ class Observation:
 _ARRAY_FIELDS = ("u", "v", "vis", "sigma", "time", "ant1", "ant2", "scan", "station_xyz", "tint")
 _META_FIELDS = ("path", "sha256", "source", "date", "band", "frequency", "stations", "flag_counts", "ra", "dec",
                 "mjd", "bandwidth")
-PREPARED_FORMAT = 1
+# 2: scans averaged over segments whose baselines share their integrations (flag_counts gains
+# segment_incomplete); files prepared with the per-baseline scan averaging of format 1 are refused.
+PREPARED_FORMAT = 2
 
 
 def save_prepared(obs: Observation, path) -> Path:
