@@ -19,7 +19,8 @@ class Observation:
     """One calibrated, flagged, (scan-averaged) Stokes I observation; one entry per row of the arrays.
 
     ``ant1``/``ant2`` index ``stations``; the visibility of a row is that of baseline ant1 -> ant2 at
-    (u, v). ``flag_counts`` says how many records were dropped and why (counted before averaging).
+    (u, v). ``flag_counts`` says how many raw records were dropped and why (``segment_incomplete``: those
+    the scan averaging could not use). A scan (``scan``) can hold several time stamps (its segments).
     The fields after ``flag_counts`` describe the observation for writing it back to uvfits.
     """
 
