@@ -19,7 +19,8 @@ class Observation:
     """One calibrated, flagged, (scan-averaged) Stokes I observation; one entry per row of the arrays.
 
     ``ant1``/``ant2`` index ``stations``; the visibility of a row is that of baseline ant1 -> ant2 at
-    (u, v). ``flag_counts`` says how many records were dropped and why (counted before averaging).
+    (u, v). ``flag_counts`` says how many raw records were dropped and why (``segment_incomplete``: those
+    the scan averaging could not use). A scan (``scan``) can hold several time stamps (its segments).
     The fields after ``flag_counts`` describe the observation for writing it back to uvfits.
     """
 
@@ -80,7 +81,9 @@ class Observation:
 _ARRAY_FIELDS = ("u", "v", "vis", "sigma", "time", "ant1", "ant2", "scan", "station_xyz", "tint")
 _META_FIELDS = ("path", "sha256", "source", "date", "band", "frequency", "stations", "flag_counts", "ra", "dec",
                 "mjd", "bandwidth")
-PREPARED_FORMAT = 1
+# 2: scans averaged over segments whose baselines share their integrations (flag_counts gains
+# segment_incomplete); files prepared with the per-baseline scan averaging of format 1 are refused.
+PREPARED_FORMAT = 2
 
 
 def save_prepared(obs: Observation, path) -> Path:

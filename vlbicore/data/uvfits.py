@@ -1,8 +1,8 @@
 """Load calibrated VLBI data (uvfits, Stokes I) into an immutable, analysis-ready ``Observation``.
 
-ehtim does the uvfits parsing (and its averaging code is reused), but nothing of ehtim leaks out:
-the result is plain NumPy arrays, user mistakes become one-line ``VlbiError`` messages, and every
-dropped row is counted in ``Observation.flag_counts`` instead of vanishing silently.
+ehtim does the uvfits parsing, but nothing of ehtim leaks out: the result is plain NumPy arrays,
+user mistakes become one-line ``VlbiError`` messages, and every dropped row is counted in
+``Observation.flag_counts`` instead of vanishing silently.
 
 Pipeline of ``load_uvfits``:
 
@@ -12,10 +12,9 @@ Pipeline of ``load_uvfits``:
 3. drop records with a non-finite or non-positive sigma (``bad_sigma``), NaN/inf or exactly zero
    visibilities (``bad_vis``; ehtim turns NaN into 0), and intra-site baselines (``intra_site``:
    shorter than ``min_baseline`` λ, i.e. ALMA-APEX and JCMT-SMA);
-4. coherently average each baseline over each scan (ehtim), then give every averaged record of a
-   scan the scan's first timestamp (ehtim stamps each baseline with its own first time, and closures
-   are formed only between identical times, so late-starting baselines would drop out of every
-   closure).
+4. average each scan coherently over segments whose baselines all share the same integrations
+   (``vlbicore.data.averaging``: one time stamp per segment, so the (u, v) of every closure close;
+   records no segment can use are counted as ``segment_incomplete``).
 
 Units: u, v in wavelengths, visibilities and sigmas in Jy, time in hours UTC from 0 h of ``mjd``.
 """
@@ -32,7 +31,7 @@ from typing import Iterator
 
 import numpy as np
 
-from vlbicore.data.averaging import scan_ids
+from vlbicore.data.averaging import MIN_SEGMENT_SECONDS, average_scans, scan_ids
 from vlbicore.data.observation import Observation, file_sha256, one_line
 from vlbicore.errors import VlbiError
 
@@ -59,11 +58,12 @@ def ehtim():
 
 
 def load_uvfits(path, *, scan_average: bool = True, drop_intra_site: bool = True,
-                min_baseline: float = 1e8) -> Observation:
+                min_baseline: float = 1e8, min_segment_seconds: float = MIN_SEGMENT_SECONDS) -> Observation:
     """Read a Stokes I uvfits file into an ``Observation`` (see the module docstring for the steps).
 
     ``min_baseline`` (λ) is the length below which a baseline counts as intra-site and is dropped
-    when ``drop_intra_site``; the shortest inter-site EHT baseline is ~1.2e9 λ.
+    when ``drop_intra_site``; the shortest inter-site EHT baseline is ~1.2e9 λ. With ``scan_average``
+    each scan is averaged over segments of at least ``min_segment_seconds`` (``average_scans``).
     """
     path = Path(path)
     n_groups = _check_uvfits(path)
@@ -79,39 +79,40 @@ def load_uvfits(path, *, scan_average: bool = True, drop_intra_site: bool = True
     flag_counts = {"zero_weight": int(n_groups - len(data))}
     keep, counts = _usable_records(data, min_baseline if drop_intra_site else 0.0)
     flag_counts.update(counts)
+    flag_counts["segment_incomplete"] = 0  # set by the averaging
     if not keep.any():
         raise VlbiError(f"{path}: no usable rows (dropped: {_describe(flag_counts)}); "
                         "the file has no finite visibilities with positive sigma on inter-site baselines")
     data = data[keep]
 
-    scan_id, scan_start = scan_ids(data["time"])
-    if scan_average:
-        # Average first: ehtim's Obsdata keeps only the first record of a baseline per time stamp,
-        # so equal timestamps must not exist before averaging. Then put every averaged record of a
-        # scan (ehtim stamps each with its own baseline's first time) on the scan's first time.
-        data = _average_scans(eh, raw, data)
-        scan_id = np.searchsorted(scan_start, data["time"], side="right") - 1
-        data["time"] = scan_start[scan_id]
-
     present = set(data["t1"]) | set(data["t2"])
     stations = tuple(str(s) for s in raw.tarr["site"] if s in present)
-    index = {s: i for i, s in enumerate(stations)}
     xyz = {row["site"]: (row["x"], row["y"], row["z"]) for row in raw.tarr}
-    order = np.lexsort((data["t2"], data["t1"], data["time"]))
-    data, scan_id = data[order], scan_id[order]
-    return Observation(
+    names = np.asarray(stations)
+    by_name = np.argsort(names)
+    ant1, ant2 = (by_name[np.searchsorted(names, np.asarray(data[column], str), sorter=by_name)].astype(np.int64)
+                  for column in ("t1", "t2"))
+    order = np.lexsort((ant2, ant1, data["time"]))
+    data, ant1, ant2 = data[order], ant1[order], ant2[order]
+    time = np.asarray(data["time"], float)
+    obs = Observation(
         path=str(path), sha256=file_sha256(path), source=str(raw.source), date=mjd_to_date(raw.mjd),
         band=band_name(path.name, raw.rf), frequency=float(raw.rf), stations=stations,
         u=np.asarray(data["u"], float), v=np.asarray(data["v"], float),
         vis=np.asarray(data["vis"], np.complex128), sigma=np.asarray(data["sigma"], float),
-        time=np.asarray(data["time"], float),
-        ant1=np.array([index[s] for s in data["t1"]], dtype=np.int64),
-        ant2=np.array([index[s] for s in data["t2"]], dtype=np.int64),
-        scan=scan_id.astype(np.int64), flag_counts=flag_counts,
+        time=time, ant1=ant1, ant2=ant2, scan=scan_ids(time)[0].astype(np.int64), flag_counts=flag_counts,
         ra=float(raw.ra), dec=float(raw.dec), mjd=int(raw.mjd), bandwidth=float(raw.bw),
         station_xyz=np.array([xyz[s] for s in stations], float),
         tint=np.asarray(data["tint"], float),
     )
+    if not scan_average:
+        return obs
+    averaged = average_scans(obs, min_segment_seconds)
+    if not len(averaged):
+        raise VlbiError(f"{path}: no usable rows after scan averaging (dropped: "
+                        f"{_describe(averaged.flag_counts)}); no baseline is present through a whole scan "
+                        "segment, try a smaller min_segment_seconds")
+    return averaged
 
 
 def to_ehtim(obs: Observation):
@@ -217,17 +218,6 @@ def _usable_records(data, min_baseline: float) -> tuple[np.ndarray, dict[str, in
               "intra_site": int(intra.sum())}
     return ~(bad_sigma | bad_vis | intra), counts
 
-
-
-def _average_scans(eh, raw, data):
-    """Coherent per-baseline scan average with ehtim's add_scans() + avg_coherent(0, scan_avg=True)."""
-    arglist, argdict = raw.obsdata_args()
-    arglist[4] = data
-    with quiet():
-        obs = eh.obsdata.Obsdata(*arglist, **argdict)
-        obs.add_scans()
-        averaged = obs.avg_coherent(0.0, scan_avg=True)
-    return averaged.data
 
 
 def band_name(filename: str, frequency: float) -> str:
