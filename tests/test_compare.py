@@ -109,7 +109,7 @@ def test_scan_loo_does_not_depend_on_which_minimal_closure_set_was_chosen():
                           var_name="ll", reff=1.0, pointwise=True)
     np.testing.assert_allclose(a.pointwise, reference.elpd_i.values, atol=1e-9)
     np.testing.assert_allclose(a.pareto_k, reference.pareto_k.values, atol=1e-9)
-    assert (a.se, a.p_loo) == pytest.approx((reference.se, reference.p), abs=1e-9)
+    assert (a.se, a.p_loo, a.good_k) == pytest.approx((reference.se, reference.p, reference.good_k), abs=1e-9)
 
 
 def test_a_store_without_scans_falls_back_to_time_stamps():

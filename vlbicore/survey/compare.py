@@ -31,14 +31,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from arviz_stats import compare as arviz_compare
-from arviz_stats import loo as arviz_loo
-from arviz_stats.base import array_stats
 from arviz_stats.utils import ELPDData
 from scipy.special import logsumexp
 
 from vlbicore.errors import VlbiError
 
 REFF = 1.0  # see the module docstring
+SAMPLE_DIMS = ["chain", "draw"]
 # user-facing name -> arviz-stats' method name
 WEIGHT_METHODS = {"stacking": "stacking", "pseudo-bma+": "BB-pseudo-BMA"}
 UNIT_NAMES = {"scan": "scan", "time": "time stamp (a store without <kind>_scan)"}
@@ -161,12 +160,21 @@ def _check_chain_weight(weight, n_chains: int) -> np.ndarray:
     return w
 
 
+def good_k(n_samples: int) -> float:
+    """arviz-stats' Pareto k threshold for S draws, min(1 - 1/log10(S), 0.7), as in ``arviz_stats.loo``."""
+    return min(1 - 1 / np.log10(n_samples), 0.7) if n_samples > 1 else 0.7
+
+
 def loo(log_lik, *, chain_weight=None) -> LooResult:
     """PSIS-LOO of a (chain, draw, unit) log likelihood (an array or a DataArray with a ``scan`` dim).
 
     ``chain_weight``: one weight per chain (summing to 1) when chains are draws of different posterior
     modes weighted by mode mass; draws then carry log weight log(w_chain) - log(n_draws) in the importance
     ratios, and p_loo is the weighted lppd minus elpd_loo.
+
+    Uses arviz-stats' xarray accessor (``azstats.psislw``, ``azstats.loo``, ``azstats.loo_summary``), the
+    computation inside ``arviz_stats.loo`` without its warnings (Pareto k is reported by gather instead,
+    and silencing warnings is not thread-safe inside Dask workers).
     """
     if isinstance(log_lik, xr.DataArray):
         da = log_lik.transpose("chain", "draw", "scan")
@@ -180,31 +188,25 @@ def loo(log_lik, *, chain_weight=None) -> LooResult:
     if weighted:
         w = _check_chain_weight(chain_weight, da.sizes["chain"])
         da = da.isel(chain=np.flatnonzero(w > 0))  # chains of zero weight carry no draws of the posterior
-        w = w[w > 0]
-        logw = xr.DataArray(np.log(w)[:, None] - np.log(da.sizes["draw"]) + np.zeros((1, da.sizes["draw"])),
-                            dims=("chain", "draw"), coords={"chain": da["chain"], "draw": da["draw"]})
-        lw, k = array_stats.psislw((da - logw).values, r_eff=REFF, axis=(0, 1))
-        log_weights = xr.DataArray(lw, dims=("scan", "chain", "draw"), coords=da.coords)
-        pareto_k = xr.DataArray(k, dims=("scan",), coords={"scan": da["scan"]})
+        logw = xr.DataArray(np.log(w[w > 0]) - np.log(da.sizes["draw"]), dims="chain", coords={"chain": da["chain"]})
+        log_weights, pareto_k = (da - logw).azstats.psislw(r_eff=REFF, dim=SAMPLE_DIMS)
     else:
         log_weights = pareto_k = None
-    tree = xr.DataTree.from_dict({"log_likelihood": xr.Dataset({"ll": da})})
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto")  # in n_bad_k
-        result = arviz_loo(tree, var_name="ll", reff=REFF, pointwise=True, log_weights=log_weights, pareto_k=pareto_k)
-    elpd_i = np.asarray(result.elpd_i.values, dtype=np.float64)
-    p_loo = float(result.p)
+    elpd_i, pareto_k, p_loo_i = da.azstats.loo(sample_dims=SAMPLE_DIMS, r_eff=REFF, log_weights=log_weights, pareto_k=pareto_k)
+    elpd, se, p_loo, _ = elpd_i.azstats.loo_summary(p_loo_i)
+    elpd_i = np.asarray(elpd_i.values, dtype=np.float64)
     if weighted:  # arviz-stats' p_loo uses the unweighted lppd
-        lppd_i = logsumexp(da.values + logw.values[..., None], axis=(0, 1))
-        p_loo = float(np.sum(lppd_i - elpd_i))
+        lppd_i = logsumexp((da + logw).values, axis=(0, 1))
+        p_loo = np.sum(lppd_i - elpd_i)
+    n_samples = da.sizes["chain"] * da.sizes["draw"]
     return LooResult(
-        elpd_loo=float(result.elpd),
-        se=float(result.se),
-        p_loo=p_loo,
-        n_samples=int(result.n_samples),
-        good_k=float(result.good_k),
+        elpd_loo=float(elpd),
+        se=float(se),
+        p_loo=float(p_loo),
+        n_samples=n_samples,
+        good_k=good_k(n_samples),
         pointwise=elpd_i,
-        pareto_k=np.asarray(result.pareto_k.values, dtype=np.float64),
+        pareto_k=np.asarray(pareto_k.values, dtype=np.float64),
         units=np.asarray(da["scan"].values),
         unit=str(da.attrs.get("unit", "scan")),
         n_data=int(elpd_i.size),
