@@ -165,7 +165,7 @@ def _plot(store, out, formats_text: str) -> list:
 def cmd_gather(args):
     from vlbicore.survey.gather import gather_stores
 
-    result = gather_stores(args.stores, args.out, scheduler=args.scheduler)
+    result = gather_stores(args.stores, args.out, scheduler=args.scheduler, loo_weights=args.loo_weights)
     print(f"gathered {len(result.fits)} of {len(args.stores)} store(s) -> {args.out}")
     problems = getattr(result, "problems", None)
     if problems:
@@ -264,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("stores", nargs="+", help="fit stores, or @FILE with one store path per line")
     p.add_argument("--out", required=True, help="directory for the tables and gathered.zarr")
     p.add_argument("--scheduler", help="address of an existing Dask scheduler (default: a LocalCluster)")
+    p.add_argument("--loo-weights", default="stacking", choices=["stacking", "pseudo-BMA+"],
+                   help="model weights in loo.csv: stacking (default) or pseudo-BMA+ (Bayesian bootstrap)")
     p.set_defaults(func=cmd_gather)
 
     p = sub.add_parser("plot", help="trace, corner, model image, residual and uv-coverage plots of one fit")

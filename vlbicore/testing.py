@@ -18,6 +18,9 @@ def synthetic_fit_inputs(
     n_draws: int = 200,
     n_cphase: int = 30,
     n_lcamp: int = 20,
+    n_amp: int = 0,
+    n_scans: int = 0,
+    amp_likelihood: str | None = None,
     diameter: float = 40.0,
     offset_bias: float = 0.0,
     converged: bool = True,
@@ -30,6 +33,10 @@ def synthetic_fit_inputs(
     are its exact posterior under a flat prior shifted by ``offset_bias`` (0 = the correct model, larger =
     a worse one), and the stored pointwise log likelihood and predictions follow from those draws, so PSIS-
     LOO has a known ordering. ``d``/``alpha`` are decorative ring parameters (d ~ N(diameter, 1)).
+
+    ``n_amp`` > 0 adds amplitudes (same scatter); ``amp_likelihood``, when given, is recorded in the root
+    attributes; ``n_scans`` > 0 records ``<kind>_scan``, the data of each 12/n_scans hours being one scan
+    (without it the store is like one written before scans were recorded: LOO falls back to time stamps).
     """
     data_rng = np.random.default_rng(data_seed)
     rng = np.random.default_rng(seed)
@@ -37,7 +44,8 @@ def synthetic_fit_inputs(
     shape = (n_chains, n_draws)
     observed, log_lik, predictive = {}, {}, {}
     all_values = []
-    for kind, n in (("cphase", n_cphase), ("lcamp", n_lcamp)):
+    kinds = (("cphase", n_cphase), ("lcamp", n_lcamp)) + ((("amp", n_amp),) if n_amp else ())
+    for kind, n in kinds:
         values = data_rng.normal(0.0, sigma, n)
         observed[kind] = {
             "values": values,
@@ -46,6 +54,8 @@ def synthetic_fit_inputs(
             "label": [f"S{i % 5}-S{(i + 1) % 5}-S{(i + 2) % 5}" for i in range(n)],
             "uvdist": data_rng.uniform(1e9, 8e9, n),
         }
+        if n_scans:
+            observed[kind]["scan"] = np.minimum((observed[kind]["time"] / 12 * n_scans).astype(np.int64), n_scans - 1)
         all_values.append(values)
     y = np.concatenate(all_values)
     offset = rng.normal(y.mean() + offset_bias, sigma / math.sqrt(y.size), shape)
@@ -86,8 +96,10 @@ def synthetic_fit_inputs(
         "seed": seed,
         "converged": converged,
         "convergence": {"max_rhat": 1.0 if converged else 1.2, "reasons": reasons},
-        "products": ["cphase", "lcamp"],
+        "products": [kind for kind, _ in kinds],
     }
+    if amp_likelihood is not None:
+        attrs["amp_likelihood"] = amp_likelihood
     n_uv = 50
     uv = (data_rng.uniform(-8e9, 8e9, n_uv), data_rng.uniform(-8e9, 8e9, n_uv))
     return {

@@ -1,90 +1,109 @@
-"""Model comparison by PSIS-LOO (Vehtari, Gelman & Gabry 2017) from the stored pointwise log likelihood.
+"""Model comparison by leave-one-scan-out PSIS-LOO, from the pointwise log likelihood in the fit stores.
 
-Pareto-smoothed importance sampling in NumPy (arviz-stats is not a dependency): for each observation the
-importance ratios 1/p(y_i | θ_s) get their largest M = min(⌈0.2 S⌉, ⌈3 √S⌉) values replaced by the
-expected order statistics of a generalized Pareto fitted to the tail (Zhang & Stephens 2009 estimate,
-with the weak prior toward k = 0.5 used by the loo package). The fitted shape k is the diagnostic:
-k > 0.7 means that observation's LOO estimate is unreliable.
+The unit left out is one **scan**: the sum, over every product kind, of the per-datum log likelihood of the
+data in that scan (``observed_data.<kind>_scan``; stores written before scans were recorded fall back to
+``<kind>_time``, one unit per time stamp). With closure covariance the per-datum terms are Cholesky
+conditionals in an arbitrary order, but their sum over a scan is the exact joint density of that scan's
+data, the same whichever minimal closure set was chosen (closures of different time stamps share no
+baselines); a single closure is not a unit anyone can leave out.
 
-Pointwise log likelihood of a fit = the concatenation of all product kinds in kind order (one value per
-closure phase, log closure amplitude, ...). Models are compared only when they were fitted to the same
-observations (same products and values): summing or comparing elpd over different data sets is meaningless.
+PSIS-LOO (Vehtari, Gelman & Gabry 2017; Pareto smoothing of Vehtari et al. 2024) and the model weights
+come from arviz-stats: stacking (Yao et al. 2018, the default) or pseudo-BMA+ (Bayesian-bootstrap
+pseudo-BMA); plain pseudo-BMA is not offered. ``reff`` is 1.0: it only sets the Pareto tail length, and
+an ESS-based value means nothing when chains sit in different modes. When a store has
+``diagnostics.chain_weight`` (chains in different posterior modes weighted by mode mass) the draws are
+importance-weighted by it.
+
+Models are ranked together only when they model the same data variables: the same product kinds, the
+same random variable per kind (``amp`` is the debiased amplitude under ``amp_likelihood: gauss`` and the
+raw amplitude under ``rice``), the same observed values and the same scans. Covariance, systematic and
+noise-model settings are different models of the same data and stay comparable.
 """
 from __future__ import annotations
 
 import dataclasses
-import math
+import hashlib
+import json
+import warnings
 from typing import Mapping
 
 import numpy as np
 import pandas as pd
 import xarray as xr
+from arviz_stats import compare as arviz_compare
+from arviz_stats.utils import ELPDData
 from scipy.special import logsumexp
 
 from vlbicore.errors import VlbiError
 
-K_WARN = 0.7
+REFF = 1.0  # see the module docstring
+SAMPLE_DIMS = ["chain", "draw"]
+# user-facing name -> arviz-stats' method name
+WEIGHT_METHODS = {"stacking": "stacking", "pseudo-bma+": "BB-pseudo-BMA"}
+UNIT_NAMES = {"scan": "scan", "time": "time stamp (a store without <kind>_scan)"}
 
 
 # --------------------------------------------------------------------------------------------------
-# Generalized Pareto fit and smoothing
+# The LOO unit: one scan
 
 
-def fit_generalized_pareto(exceedances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Shape k and scale σ of a generalized Pareto fitted to each row of ``exceedances`` (sorted, > 0).
+def _observed_kinds(observed: xr.Dataset) -> list[str]:
+    return sorted(str(k) for k in observed.data_vars if f"{k}_dim" in observed[k].dims)
 
-    Zhang & Stephens (2009) empirical-Bayes estimate of θ = −k/σ over a grid of candidate θ, then the
-    weakly informative prior on k (10 pseudo-observations at 0.5), as recommended by Vehtari et al.
+
+def _unit_field(observed: xr.Dataset, kinds: list[str]) -> str:
+    for field in ("scan", "time"):
+        if all(f"{kind}_{field}" in observed for kind in kinds):
+            return field
+    raise VlbiError(
+        f"observed_data: lacks {kinds[0]}_scan and {kinds[0]}_time, so no scan is known to leave out; "
+        "refit with this vlbicore"
+    )
+
+
+def scan_log_likelihood(tree: xr.DataTree) -> tuple[xr.DataArray, int]:
+    """(chain, draw, scan) log likelihood of each scan's data (every kind summed) and the number of data.
+
+    The ``scan`` coordinate holds the scan ids (or, for older stores, the time stamps); its ``unit``
+    attribute says which.
     """
-    x = np.asarray(exceedances, dtype=np.float64)
-    n = x.shape[-1]
-    n_grid = 30 + int(math.sqrt(n))
-    quartile = x[..., max(int(n / 4 + 0.5) - 1, 0)]
-    j = np.arange(1, n_grid + 1)
-    theta = 1.0 / x[..., -1:] + (1.0 - np.sqrt(n_grid / (j - 0.5))) / (3.0 * quartile[..., None])  # (..., grid)
-    k_grid = np.mean(np.log1p(-theta[..., :, None] * x[..., None, :]), axis=-1)  # (..., grid)
-    profile = n * (np.log(-theta / k_grid) - k_grid - 1.0)
-    weights = np.exp(profile - logsumexp(profile, axis=-1, keepdims=True))
-    theta_hat = np.sum(theta * weights, axis=-1)
-    k = np.mean(np.log1p(-theta_hat[..., None] * x), axis=-1)
-    sigma = -k / theta_hat
-    k = (n * k + 10 * 0.5) / (n + 10)
-    return k, sigma
+    ll_ds = tree["log_likelihood"].dataset
+    observed = tree["observed_data"].dataset
+    kinds = sorted(str(k) for k in ll_ds.data_vars)
+    if not kinds:
+        raise VlbiError("log_likelihood: group is empty; the fit stored no pointwise log likelihood")
+    missing = [k for k in kinds if k not in observed]
+    if missing:
+        raise VlbiError(f"observed_data: lacks {', '.join(missing)} of the log likelihood; the store is incomplete, rerun the fit")
+    field = _unit_field(observed, kinds)
+    blocks, labels = [], []
+    for kind in kinds:
+        values = ll_ds[kind].transpose("chain", "draw", f"{kind}_dim").values.astype(np.float64)
+        label = observed[f"{kind}_{field}"].values
+        if values.shape[2] != label.shape[0]:
+            raise VlbiError(f"log_likelihood.{kind}: {values.shape[2]} points but observed_data.{kind}_{field} has {label.shape[0]}; rerun the fit")
+        if not np.all(np.isfinite(values)):
+            raise VlbiError(f"log_likelihood.{kind}: {int(np.sum(~np.isfinite(values)))} non-finite values; the fit's likelihood is broken, rerun it")
+        blocks.append(values)
+        labels.append(label)
+    ll = np.concatenate(blocks, axis=2)
+    if ll.shape[2] == 0:
+        raise VlbiError("log_likelihood: no data points; the fit stored no pointwise log likelihood")
+    units, inverse = np.unique(np.concatenate(labels), return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    starts = np.searchsorted(inverse[order], np.arange(units.size))
+    summed = np.add.reduceat(ll[..., order], starts, axis=2)
+    chains, draws = ll_ds.sizes["chain"], ll_ds.sizes["draw"]
+    da = xr.DataArray(summed, dims=("chain", "draw", "scan"),
+                      coords={"chain": np.arange(chains), "draw": np.arange(draws), "scan": units},
+                      attrs={"unit": field})
+    return da, int(ll.shape[2])
 
 
-def _gpd_quantile(p: np.ndarray, k: np.ndarray, sigma: np.ndarray) -> np.ndarray:
-    k = k[..., None]
-    sigma = sigma[..., None]
-    small = np.abs(k) < 1e-12
-    safe_k = np.where(small, 1.0, k)
-    return np.where(small, -sigma * np.log1p(-p), sigma * np.expm1(-safe_k * np.log1p(-p)) / safe_k)
-
-
-def psis_smooth(log_ratios: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pareto-smoothed, self-normalised log weights and Pareto k for each row of ``log_ratios`` (n, S)."""
-    log_ratios = np.asarray(log_ratios, dtype=np.float64)
-    n_obs, n_samples = log_ratios.shape
-    tail = int(min(math.ceil(0.2 * n_samples), math.ceil(3 * math.sqrt(n_samples))))
-    lw = log_ratios - log_ratios.max(axis=1, keepdims=True)
-    k = np.full(n_obs, np.inf)
-    if tail >= 5 and n_samples > tail:
-        order = np.argsort(lw, axis=1)
-        sorted_lw = np.take_along_axis(lw, order, axis=1)
-        cutoff = sorted_lw[:, -tail - 1]  # largest weight below the tail
-        tail_w = np.exp(sorted_lw[:, -tail:])
-        exceed = tail_w - np.exp(cutoff)[:, None]
-        fittable = exceed[:, -1] > 0
-        k_fit, sigma = fit_generalized_pareto(np.where(fittable[:, None], np.maximum(exceed, 1e-300), 1.0))
-        probs = (np.arange(1, tail + 1) - 0.5) / tail
-        smoothed = np.exp(cutoff)[:, None] + _gpd_quantile(probs, k_fit, sigma)
-        smoothed = np.minimum(smoothed, 1.0)  # never above the largest raw weight (exp(0) after the shift)
-        replace = fittable & np.isfinite(k_fit)
-        new_tail = np.where(replace[:, None], np.log(smoothed), sorted_lw[:, -tail:])
-        rows = np.arange(n_obs)[:, None]
-        lw[rows, order[:, -tail:]] = new_tail
-        k = np.where(replace, k_fit, np.where(fittable, np.inf, 0.0))
-    lw = lw - logsumexp(lw, axis=1, keepdims=True)
-    return lw, k
+def chain_weights(tree: xr.DataTree) -> np.ndarray | None:
+    """``diagnostics.chain_weight`` (one weight per chain, summing to 1), or None when absent (= equal)."""
+    diag = tree["diagnostics"].dataset if "diagnostics" in tree.children else xr.Dataset()
+    return np.asarray(diag["chain_weight"].values, dtype=np.float64) if "chain_weight" in diag else None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -93,135 +112,277 @@ def psis_smooth(log_ratios: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclasses.dataclass(frozen=True)
 class LooResult:
-    """PSIS-LOO of one fit: totals and the pointwise values behind them (observations in kind order)."""
+    """Leave-one-scan-out PSIS-LOO of one fit: totals and the per-scan values behind them."""
 
     elpd_loo: float
     se: float
     p_loo: float
-    n_data: int
     n_samples: int
-    pointwise: np.ndarray  # elpd_loo_i
+    good_k: float  # arviz-stats' threshold min(1 - 1/log10(S), 0.7): Pareto k above it = unreliable
+    pointwise: np.ndarray  # elpd_loo of each unit (scan)
     pareto_k: np.ndarray
-    kinds: tuple[str, ...]
+    units: np.ndarray  # the scan ids (or time stamps) of the units, sorted
+    unit: str = "scan"  # "scan", or "time" for stores without <kind>_scan
+    n_data: int = 0  # data points summed into the units
+    kinds: tuple[str, ...] = ()
+    chain_weighted: bool = False
+
+    @property
+    def n_units(self) -> int:
+        return int(self.pointwise.size)
 
     @property
     def n_bad_k(self) -> int:
-        return int(np.sum(self.pareto_k > K_WARN))
+        return int(np.sum(self.pareto_k > self.good_k))
 
     @property
     def max_k(self) -> float:
-        return float(np.max(self.pareto_k)) if self.pareto_k.size else math.nan
+        return float(np.max(self.pareto_k))
+
+    def elpd_data(self, shift: np.ndarray | None = None) -> ELPDData:
+        """arviz-stats' ELPDData of this result (pointwise, no log weights); ``shift`` is subtracted per unit."""
+        elpd_i = self.pointwise if shift is None else self.pointwise - shift
+        return ELPDData(
+            "loo", float(elpd_i.sum()), self.se, self.p_loo, self.n_samples, self.n_units, "log",
+            bool(self.n_bad_k), self.good_k,
+            elpd_i=xr.DataArray(elpd_i, dims="scan", coords={"scan": self.units}),
+            pareto_k=xr.DataArray(self.pareto_k, dims="scan", coords={"scan": self.units}),
+        )
 
 
-def loo(log_lik: np.ndarray, kinds: tuple[str, ...] = ()) -> LooResult:
-    """PSIS-LOO from a pointwise log likelihood array (samples, n)."""
-    ll = np.asarray(log_lik, dtype=np.float64)
-    if ll.ndim != 2 or ll.shape[1] == 0:
-        raise VlbiError(f"log_likelihood: shape {ll.shape} is not (samples, n>0); store the pointwise log likelihood")
-    n_samples, n_data = ll.shape
-    lw, k = psis_smooth(-ll.T)
-    elpd_i = logsumexp(lw + ll.T, axis=1)
-    lppd_i = logsumexp(ll.T, axis=1) - math.log(n_samples)
+def _check_chain_weight(weight, n_chains: int) -> np.ndarray:
+    w = np.asarray(weight, dtype=np.float64)
+    if w.shape != (n_chains,) or not np.all(np.isfinite(w)) or np.any(w < 0) or not abs(w.sum() - 1.0) < 1e-3:
+        raise VlbiError(
+            f"diagnostics.chain_weight: {np.round(w, 4).tolist()} is not {n_chains} non-negative weights "
+            "summing to 1; rerun the fit"
+        )
+    return w / w.sum()  # exactly normalised (stored weights may be rounded)
+
+
+def good_k(n_samples: int) -> float:
+    """arviz-stats' Pareto k threshold for S draws, min(1 - 1/log10(S), 0.7), as in ``arviz_stats.loo``."""
+    return min(1 - 1 / np.log10(n_samples), 0.7) if n_samples > 1 else 0.7
+
+
+def loo(log_lik, *, chain_weight=None) -> LooResult:
+    """PSIS-LOO of a (chain, draw, unit) log likelihood (an array or a DataArray with a ``scan`` dim).
+
+    ``chain_weight``: one weight per chain (summing to 1) when chains are draws of different posterior
+    modes weighted by mode mass; draws then carry log weight log(w_chain) - log(n_draws) in the importance
+    ratios, and p_loo is the weighted lppd minus elpd_loo.
+
+    Uses arviz-stats' xarray accessor (``azstats.psislw``, ``azstats.loo``, ``azstats.loo_summary``), the
+    computation inside ``arviz_stats.loo`` without its warnings (Pareto k is reported by gather instead,
+    and silencing warnings is not thread-safe inside Dask workers).
+    """
+    if isinstance(log_lik, xr.DataArray):
+        da = log_lik.transpose("chain", "draw", "scan")
+    else:
+        ll = np.asarray(log_lik, dtype=np.float64)
+        if ll.ndim != 3 or ll.shape[2] == 0:
+            raise VlbiError(f"log_likelihood: shape {ll.shape} is not (chain, draw, n>0); store the pointwise log likelihood")
+        da = xr.DataArray(ll, dims=("chain", "draw", "scan"), coords={"scan": np.arange(ll.shape[2])})
+    da = da.assign_coords(chain=np.arange(da.sizes["chain"]), draw=np.arange(da.sizes["draw"]))
+    weighted = chain_weight is not None
+    if weighted:
+        w = _check_chain_weight(chain_weight, da.sizes["chain"])
+        da = da.isel(chain=np.flatnonzero(w > 0))  # chains of zero weight carry no draws of the posterior
+        logw = xr.DataArray(np.log(w[w > 0]) - np.log(da.sizes["draw"]), dims="chain", coords={"chain": da["chain"]})
+        log_weights, pareto_k = (da - logw).azstats.psislw(r_eff=REFF, dim=SAMPLE_DIMS)
+    else:
+        log_weights = pareto_k = None
+    elpd_i, pareto_k, p_loo_i = da.azstats.loo(sample_dims=SAMPLE_DIMS, r_eff=REFF, log_weights=log_weights, pareto_k=pareto_k)
+    elpd, se, p_loo, _ = elpd_i.azstats.loo_summary(p_loo_i)
+    elpd_i = np.asarray(elpd_i.values, dtype=np.float64)
+    if weighted:  # arviz-stats' p_loo uses the unweighted lppd
+        lppd_i = logsumexp((da + logw).values, axis=(0, 1))
+        p_loo = np.sum(lppd_i - elpd_i)
+    n_samples = da.sizes["chain"] * da.sizes["draw"]
     return LooResult(
-        elpd_loo=float(elpd_i.sum()),
-        se=float(math.sqrt(n_data * np.var(elpd_i))),
-        p_loo=float(np.sum(lppd_i - elpd_i)),
-        n_data=n_data,
+        elpd_loo=float(elpd),
+        se=float(se),
+        p_loo=float(p_loo),
         n_samples=n_samples,
+        good_k=good_k(n_samples),
         pointwise=elpd_i,
-        pareto_k=k,
-        kinds=tuple(kinds),
+        pareto_k=np.asarray(pareto_k.values, dtype=np.float64),
+        units=np.asarray(da["scan"].values),
+        unit=str(da.attrs.get("unit", "scan")),
+        n_data=int(elpd_i.size),
+        chain_weighted=weighted,
     )
 
 
-def pointwise_log_likelihood(log_likelihood: xr.Dataset) -> tuple[np.ndarray, tuple[str, ...]]:
-    """(samples, n) array: every product kind's (chain, draw, n) values flattened and concatenated in kind order."""
-    kinds = tuple(sorted(str(k) for k in log_likelihood.data_vars))
-    if not kinds:
-        raise VlbiError("log_likelihood: group is empty; the fit stored no pointwise log likelihood")
-    blocks = []
-    for kind in kinds:
-        values = np.asarray(log_likelihood[kind].values, dtype=np.float64)
-        blocks.append(values.reshape(values.shape[0] * values.shape[1], -1))
-    return np.concatenate(blocks, axis=1), kinds
-
-
 def loo_from_tree(tree: xr.DataTree) -> LooResult:
-    ll, kinds = pointwise_log_likelihood(tree["log_likelihood"].dataset)
-    return loo(ll, kinds)
+    """Leave-one-scan-out PSIS-LOO of a fit store (chain weights from ``diagnostics`` when stored)."""
+    ll, n_data = scan_log_likelihood(tree)
+    result = loo(ll, chain_weight=chain_weights(tree))
+    kinds = tuple(sorted(str(k) for k in tree["log_likelihood"].dataset.data_vars))
+    return dataclasses.replace(result, unit=ll.attrs["unit"], n_data=n_data, kinds=kinds)
 
 
 # --------------------------------------------------------------------------------------------------
-# Ranking models of one epoch
+# Which data a fit models
 
 
-COMPARE_COLUMNS = ["rank", "elpd_loo", "se", "p_loo", "elpd_diff", "dse", "weight", "max_pareto_k", "n_bad_k", "n_data"]
+AMP_VARIABLES = {"gauss": "debiased amplitude", "rice": "raw amplitude"}
 
 
-def compare_models(results: Mapping[str, LooResult]) -> pd.DataFrame:
-    """Rank models fitted to the same observations by elpd_loo (best first).
+def _amp_likelihood(tree: xr.DataTree) -> str:
+    value = tree.attrs.get("amp_likelihood")
+    if value is None:
+        try:
+            value = json.loads(tree.attrs.get("fit_config", "{}")).get("amp_likelihood")
+        except (TypeError, json.JSONDecodeError):
+            value = None
+    return str(value or "gauss")  # stores older than the attribute were fitted with the default
 
-    ``elpd_diff`` and ``dse`` are the difference to the best model and its standard error from the paired
-    pointwise differences; ``weight`` are pseudo-BMA weights ∝ exp(elpd_loo) (no bootstrap).
+
+def data_variables(tree: xr.DataTree) -> dict[str, str]:
+    """The random variable each product kind's likelihood is a density of.
+
+    ``amp``: the debiased amplitude √(|V|²−σ²) under ``amp_likelihood: gauss``, the raw amplitude |V|
+    under ``rice`` (both stores keep the same observed ``amp`` values). ``vis``, ``cphase`` and ``lcamp``
+    are the same variables whatever the covariance, systematic or noise model.
+    """
+    variables = {}
+    for kind in _observed_kinds(tree["observed_data"].dataset):
+        if kind == "amp":
+            name = _amp_likelihood(tree)
+            variables[kind] = AMP_VARIABLES.get(name, f"amplitude under amp_likelihood {name}")
+        else:
+            variables[kind] = kind
+    return variables
+
+
+def _digest(*arrays) -> str:
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(np.asarray(array)).tobytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclasses.dataclass(frozen=True)
+class DataIdentity:
+    """What a fit was fitted to: product kinds, the variable per kind, observed values and LOO units."""
+
+    variables: tuple[tuple[str, str], ...]  # (kind, variable)
+    values: tuple[tuple[str, str], ...]  # (kind, hash of the observed values)
+    unit: str  # "scan" or "time"
+    units: str  # hash of every datum's scan (or time stamp)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(k for k, _ in self.variables)
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(repr(dataclasses.astuple(self)).encode()).hexdigest()[:16]
+
+
+def data_identity(tree: xr.DataTree) -> DataIdentity:
+    """The :class:`DataIdentity` of a fit store; equal fingerprints = comparable by LOO."""
+    observed = tree["observed_data"].dataset
+    kinds = _observed_kinds(observed)
+    if not kinds:
+        raise VlbiError("observed_data: no product values; the store is incomplete, rerun the fit")
+    field = _unit_field(observed, kinds)
+    return DataIdentity(
+        variables=tuple(data_variables(tree).items()),
+        values=tuple((k, _digest(observed[k].values)) for k in kinds),
+        unit=field,
+        units=_digest(*(observed[f"{k}_{field}"].values for k in kinds)),
+    )
+
+
+def describe_difference(identities: Mapping[str, DataIdentity]) -> str:
+    """One clause saying how fits of different data differ (names -> identities), with what to do."""
+    names = list(identities)
+
+    def side(attribute) -> str:
+        groups: dict[str, list[str]] = {}
+        for name in names:
+            groups.setdefault(attribute(identities[name]), []).append(name)
+        return " vs ".join(f"{value} ({', '.join(members)})" for value, members in groups.items())
+
+    ids = list(identities.values())
+    if len({i.kinds for i in ids}) > 1:
+        return f"they model different products: {side(lambda i: '+'.join(i.kinds))}; compare only fits of the same products"
+    for kind in ids[0].kinds:
+        if len({dict(i.variables)[kind] for i in ids}) > 1:
+            return (f"they model different data variables: {kind} is the {side(lambda i: dict(i.variables)[kind])}; "
+                    "compare only fits with the same amp_likelihood")
+    for kind in ids[0].kinds:
+        if len({dict(i.values)[kind] for i in ids}) > 1:
+            return f"they were fitted to different observations ({kind} values differ); compare only fits of the same data"
+    if len({i.unit for i in ids}) > 1:
+        return (f"their leave-one-out units differ: {side(lambda i: UNIT_NAMES[i.unit])}; "
+                "refit the older store with this vlbicore")
+    return "their data are assigned to different scans; compare only fits of the same data"
+
+
+# --------------------------------------------------------------------------------------------------
+# Ranking models of one data set
+
+
+COMPARE_COLUMNS = ["rank", "elpd_loo", "se", "p_loo", "elpd_diff", "dse", "weight", "weight_method",
+                   "max_pareto_k", "good_k", "n_bad_k", "n_units", "loo_unit", "n_data"]
+
+
+def weight_method(method: str) -> str:
+    key = method.lower()
+    if key == "bb-pseudo-bma":
+        key = "pseudo-bma+"
+    if key not in WEIGHT_METHODS:
+        raise VlbiError(f"LOO weights: {method!r} is not offered; use stacking (default) or pseudo-BMA+ "
+                        "(plain pseudo-BMA ignores the uncertainty of elpd)")
+    return key
+
+
+def compare_models(results: Mapping[str, LooResult], *, method: str = "stacking") -> pd.DataFrame:
+    """Rank models of the same data by leave-one-scan-out elpd (best first), weights by arviz-stats.
+
+    ``elpd_diff``/``dse``: difference to the best model and the standard error of the paired per-scan
+    differences; ``weight``: stacking (default) or ``"pseudo-BMA+"`` (Bayesian-bootstrap pseudo-BMA).
     """
     if not results:
         raise VlbiError("compare: no models given; pass at least one LOO result")
-    sizes = {name: r.n_data for name, r in results.items()}
+    key = weight_method(method)
+    sizes = {name: r.n_units for name, r in results.items()}
     if len(set(sizes.values())) != 1:
-        raise VlbiError(
-            f"compare: models were fitted to different numbers of observations {sizes}; compare only models "
-            "fitted to the same products of the same data"
-        )
-    names = sorted(results, key=lambda m: -results[m].elpd_loo)
-    best = results[names[0]]
-    elpd = np.array([results[m].elpd_loo for m in names])
-    weights = np.exp(elpd - logsumexp(elpd))
+        raise VlbiError(f"compare: models have different numbers of scans {sizes}; compare only models fitted to the same data")
+    first = next(iter(results.values()))
+    if any(not np.array_equal(r.units, first.units) for r in results.values()):
+        raise VlbiError(f"compare: models {', '.join(results)} leave out different scans; compare only models fitted to the same data")
+    # every output taken from arviz-stats is unchanged by a per-scan constant; subtracting the best model's
+    # value keeps exp(elpd_i) of stacking from underflowing where a scan's elpd is below about -700
+    shift = np.max([r.pointwise for r in results.values()], axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # pandas deprecations inside arviz-stats
+        warnings.simplefilter("ignore", DeprecationWarning)
+        table = arviz_compare({name: r.elpd_data(shift) for name, r in results.items()}, method=WEIGHT_METHODS[key])
     rows = []
-    for rank, (name, weight) in enumerate(zip(names, weights)):
+    for name, row in table.iterrows():
         r = results[name]
-        diff = best.pointwise - r.pointwise
-        rows.append(
-            {
-                "model": name,
-                "rank": rank,
-                "elpd_loo": r.elpd_loo,
-                "se": r.se,
-                "p_loo": r.p_loo,
-                "elpd_diff": float(diff.sum()),
-                "dse": float(math.sqrt(r.n_data * np.var(diff))),
-                "weight": float(weight),
-                "max_pareto_k": r.max_k,
-                "n_bad_k": r.n_bad_k,
-                "n_data": r.n_data,
-            }
-        )
+        rows.append({
+            "model": name, "rank": int(row["rank"]), "elpd_loo": r.elpd_loo, "se": r.se, "p_loo": r.p_loo,
+            "elpd_diff": float(row["elpd_diff"]), "dse": float(row["dse"]), "weight": float(row["weight"]),
+            "weight_method": key, "max_pareto_k": r.max_k, "good_k": r.good_k, "n_bad_k": r.n_bad_k,
+            "n_units": r.n_units, "loo_unit": r.unit, "n_data": r.n_data,
+        })
     return pd.DataFrame(rows).set_index("model")[COMPARE_COLUMNS]
 
 
-def compare_stores(paths_by_model: Mapping[str, str]) -> pd.DataFrame:
-    """LOO table for stores of one epoch (model name -> store path); checks they share their observations."""
+def compare_stores(paths_by_model: Mapping[str, str], *, method: str = "stacking") -> pd.DataFrame:
+    """LOO table for stores of one epoch (model name -> store path); refuses stores of different data."""
     from vlbicore.store import open_fit_store
 
-    results, fingerprints = {}, {}
+    results, identities = {}, {}
     for model, path in paths_by_model.items():
         tree = open_fit_store(path)
+        identities[str(path)] = data_identity(tree)
         results[model] = loo_from_tree(tree)
-        fingerprints[model] = observation_fingerprint(tree["observed_data"].dataset)
-    if len(set(fingerprints.values())) > 1:
-        raise VlbiError(
-            f"compare: stores {', '.join(map(str, paths_by_model.values()))} were fitted to different "
-            "observations or products; compare only fits of the same data and products"
-        )
-    return compare_models(results)
-
-
-def observation_fingerprint(observed: xr.Dataset) -> str:
-    """Hash of the observed product values and kinds: equal fingerprints = same observations in the same order."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    kinds = sorted(str(k) for k in observed.data_vars if f"{k}_dim" in observed[k].dims)
-    for kind in kinds:
-        digest.update(kind.encode())
-        digest.update(np.ascontiguousarray(np.asarray(observed[kind].values)).tobytes())
-    return digest.hexdigest()[:16]
+    if len({i.fingerprint for i in identities.values()}) > 1:
+        raise VlbiError(f"compare: stores {', '.join(identities)} cannot be ranked together: {describe_difference(identities)}")
+    return compare_models(results, method=method)

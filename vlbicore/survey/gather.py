@@ -1,6 +1,6 @@
 """Gather a campaign's fit stores into tables and one Zarr store over (epoch, model, parameter).
 
-Each store is opened lazily, reduced to small summaries (posterior statistics, diagnostics, pointwise
+Each store is opened lazily, reduced to small summaries (posterior statistics, diagnostics, leave-one-scan-out
 PSIS-LOO) and closed inside a Dask task (a task handles a small batch of stores, one after the other), so
 memory holds at most one store per worker thread, never every posterior at once. Tasks run on a ``distributed.LocalCluster`` (threads in this process) or on an
 existing Dask scheduler (``scheduler="tcp://host:8786"``, e.g. a dask-jobqueue SLURMCluster; see
@@ -34,7 +34,8 @@ from vlbicore.errors import VlbiError
 from vlbicore.statistics import HDI_PROB
 from vlbicore.store import (fit_level_summary, json_attr, missing_groups, open_fit_store, parameter_statistics,
                             read_fit_tree, schema_problem, write_directory_atomically)
-from vlbicore.survey.compare import LooResult, compare_models, loo_from_tree, observation_fingerprint
+from vlbicore.survey.compare import (COMPARE_COLUMNS, LooResult, compare_models, data_identity, describe_difference,
+                                     loo_from_tree, weight_method)
 
 STAT_COLUMNS = ["mean", "median", "sd", "hdi_low", "hdi_high", "rhat", "ess_bulk", "ess_tail"]
 PROBLEM_COLUMNS = ["path", "epoch", "model", "problem", "message"]
@@ -47,7 +48,7 @@ class GatherResult:
     out_dir: Path
     summary: pd.DataFrame  # tidy: one row per epoch × model × parameter
     fits: pd.DataFrame  # one row per gathered fit
-    comparison: pd.DataFrame  # LOO ranking per epoch (models fitted to the same observations)
+    comparison: pd.DataFrame  # leave-one-scan-out LOO ranking per epoch (models of the same data variables)
     problems_table: pd.DataFrame  # path, epoch, model, problem, message (= problems.csv)
     dataset: xr.Dataset  # the content of gathered.zarr
     files: dict[str, Path]
@@ -119,16 +120,18 @@ def _reduce_tree(tree: xr.DataTree, path: Path, problems: list) -> dict[str, Any
         problems.append(("not_converged", f"{path}: fit did not converge ({reasons})"))
     params = parameter_statistics(tree)
     loo_result: LooResult | None = None
-    fingerprint = None
+    identity = None
     if "log_likelihood" in tree.children and "observed_data" in tree.children:
         try:
+            identity = data_identity(tree)
             loo_result = loo_from_tree(tree)
-            fingerprint = observation_fingerprint(tree["observed_data"].dataset)
         except VlbiError as exc:
             problems.append(("loo_failed", f"{path}: {exc}"))
     if loo_result is not None and loo_result.n_bad_k:
         problems.append(
-            ("high_pareto_k", f"{path}: {loo_result.n_bad_k} of {loo_result.n_data} observations have Pareto k > 0.7; LOO unreliable there")
+            ("high_pareto_k", f"{path}: {loo_result.n_bad_k} of {loo_result.n_units} "
+             f"{'scans' if loo_result.unit == 'scan' else 'time stamps'} have Pareto k > "
+             f"{loo_result.good_k:.2f} (arviz-stats' threshold for {loo_result.n_samples} draws); LOO unreliable there")
         )
     return {
         "converged": fit["converged"],
@@ -142,7 +145,7 @@ def _reduce_tree(tree: xr.DataTree, path: Path, problems: list) -> dict[str, Any
         "data_sha256": str(tree.attrs.get("data_sha256", "")),
         "params": params,
         "loo": loo_result,
-        "fingerprint": fingerprint,
+        "identity": identity,
     }
 
 
@@ -269,8 +272,8 @@ def _summary_table(records: list[dict], fits: pd.DataFrame) -> pd.DataFrame:
     return params.merge(fits[fit_columns], on=["epoch", "model"], how="left") if len(fits) else params
 
 
-def _comparison_table(records: list[dict]) -> tuple[pd.DataFrame, list[tuple]]:
-    """LOO ranking per epoch among models fitted to the same observations (by observation fingerprint)."""
+def _comparison_table(records: list[dict], method: str) -> tuple[pd.DataFrame, list[tuple]]:
+    """LOO ranking per epoch among models of the same data variables (by :class:`DataIdentity` fingerprint)."""
     frames, problems = [], []
     by_epoch: dict[str, list[dict]] = {}
     for r in records:
@@ -279,18 +282,19 @@ def _comparison_table(records: list[dict]) -> tuple[pd.DataFrame, list[tuple]]:
     for epoch, group in by_epoch.items():
         by_data: dict[str, list[dict]] = {}
         for r in group:
-            by_data.setdefault(r["fingerprint"], []).append(r)
+            by_data.setdefault(r["identity"].fingerprint, []).append(r)
         if len(by_data) > 1:
-            detail = " vs ".join(",".join(sorted(x["model"] for x in g)) for g in by_data.values())
+            identities = {",".join(sorted(x["model"] for x in g)): g[0]["identity"] for g in by_data.values()}
             problems.append(
-                ("", epoch, "", "not_comparable", f"epoch {epoch}: models were fitted to different observations/products ({detail}); ranked within each set only")
+                ("", epoch, "", "not_comparable", f"epoch {epoch}: models cannot all be ranked together, "
+                 f"{describe_difference(identities)}; ranked within each set only")
             )
-        for set_index, (fingerprint, members) in enumerate(sorted(by_data.items(), key=lambda kv: -len(kv[1]))):
-            table = compare_models({r["model"]: r["loo"] for r in members}).reset_index()
+        for set_index, (_, members) in enumerate(sorted(by_data.items(), key=lambda kv: -len(kv[1]))):
+            table = compare_models({r["model"]: r["loo"] for r in members}, method=method).reset_index()
             table.insert(0, "epoch", epoch)
             table["data_set"] = set_index
             frames.append(table)
-    columns = ["epoch", "model", "rank", "elpd_loo", "se", "p_loo", "elpd_diff", "dse", "weight", "max_pareto_k", "n_bad_k", "n_data", "data_set"]
+    columns = ["epoch", "model", *COMPARE_COLUMNS, "data_set"]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     return table[columns], problems
 
@@ -328,7 +332,8 @@ def _gathered_dataset(summary: pd.DataFrame, fits: pd.DataFrame, comparison: pd.
         ds = ds.assign_coords({key: ("epoch", epoch_info[key].astype(str).to_numpy(dtype=object))})
     for name in ("epoch", "model", "parameter"):
         ds = ds.assign_coords({name: np.asarray(ds[name].values, dtype=object)})
-    ds.attrs.update({"vlbicore_schema": SCHEMA_VERSION, "description": "vlbicore gathered fit summaries", "hdi_prob": HDI_PROB})
+    ds.attrs.update({"vlbicore_schema": SCHEMA_VERSION, "description": "vlbicore gathered fit summaries", "hdi_prob": HDI_PROB,
+                     "loo_weight_method": str(comparison["weight_method"].iloc[0]) if len(comparison) else ""})
     return ds
 
 
@@ -346,17 +351,20 @@ def _write_dataset(ds: xr.Dataset, path: Path) -> None:
 
 
 def gather_stores(
-    paths: Iterable, out_dir, *, scheduler: str | None = None, n_workers: int | None = None, processes: bool = False
+    paths: Iterable, out_dir, *, scheduler: str | None = None, n_workers: int | None = None, processes: bool = False,
+    loo_weights: str = "stacking",
 ) -> GatherResult:
     """Summarise every fit store with Dask and write the campaign tables and ``gathered.zarr`` to ``out_dir``.
 
     ``scheduler``: address of a running Dask scheduler (workers must see the store paths); default a
     LocalCluster with ``n_workers`` (default min(CPUs, 4)) threads, or that many worker processes when
     ``processes`` (slower to start; the calling script then needs an ``if __name__ == "__main__":`` guard).
+    ``loo_weights``: the model weights in ``loo.csv``, ``"stacking"`` or ``"pseudo-BMA+"``.
     """
     paths = [Path(p) for p in paths]
     if not paths:
         raise VlbiError("gather: no stores given; pass one or more fit store paths")
+    loo_weights = weight_method(loo_weights)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with dask_client(scheduler, n_workers, processes) as client:
@@ -365,7 +373,7 @@ def gather_stores(
     products = sorted({k for r in gathered for k in (*r["reduced_chi2"], *r["n_data"])})
     fits = _fits_table(gathered, products)
     summary = _summary_table(gathered, fits)
-    comparison, loo_problems = _comparison_table(gathered)
+    comparison, loo_problems = _comparison_table(gathered, loo_weights)
     problems = pd.concat(
         [_problems_table(records), pd.DataFrame(loo_problems, columns=PROBLEM_COLUMNS)], ignore_index=True
     )
