@@ -71,10 +71,11 @@ def test_von_mises_is_continuous_across_plus_minus_180_degrees():
     """A closure phase observed at +179.9° and a model at -179.9° are 0.2° apart, not 359.8°."""
     from vlbicore.products import ClosurePhaseProduct
 
-    arrays = {"values": np.array([np.deg2rad(179.9)]), "kappa": np.array([1 / np.deg2rad(5.0) ** 2])}
-    arrays["log_norm"] = np.log(2 * np.pi * special.i0e(arrays["kappa"])) + arrays["kappa"]
-    near = float(ClosurePhaseProduct.log_density("von_mises", arrays, jnp.deg2rad(jnp.array([-179.9])))[0])
-    same = float(ClosurePhaseProduct.log_density("von_mises", arrays, jnp.deg2rad(jnp.array([179.9])))[0])
+    leg = np.deg2rad(5.0) ** 2 / 3  # three legs: closure σ = 5°
+    arrays = {"values": np.array([np.deg2rad(179.9)]), "leg_mask": np.ones((1, 3), bool)}
+    variance = np.full((1, 3), leg)
+    near = float(ClosurePhaseProduct.log_density("independent", arrays, jnp.deg2rad(jnp.array([-179.9])), variance)[0][0])
+    same = float(ClosurePhaseProduct.log_density("independent", arrays, jnp.deg2rad(jnp.array([179.9])), variance)[0][0])
     assert same - near == pytest.approx(0.5 * (0.2 / 5.0) ** 2, rel=1e-3)
 
 
@@ -88,18 +89,22 @@ def test_covariance_whitening_reduces_to_diagonal_when_uncorrelated(obs):
     assert np.isfinite(float(ll_full))
     # correlated closures carry less independent information: the two differ, but not wildly
     assert float(ll_full) != pytest.approx(float(ll_diag), rel=1e-6)
-    # with the covariance reduced to its diagonal, whitening equals the plain Gaussian
-    import dataclasses
+    # the per-time-stamp blocks are the full thermal covariance: their sum is the joint normal density,
+    # for the precomputed whitening (one relative variance for every leg) and for the general form
+    from vlbicore.likelihood import NoiseModel, likelihood_data, pointwise_log_likelihood
 
-    from vlbicore.likelihood import likelihood_data, pointwise_log_likelihood
-
-    lc = full["lcamp"]
-    diagonal = dataclasses.replace(full, products={"lcamp": dataclasses.replace(lc, cov=np.diag(np.diag(lc.cov)))})
-    layout, data = likelihood_data(diagonal)
-    assert layout["kinds"] == {"lcamp": "whitened"}
     V = model.visibility(p, jnp.asarray(obs.u), jnp.asarray(obs.v))
-    np.testing.assert_allclose(pointwise_log_likelihood(layout, data, V)["lcamp"],
-                               stats.norm.logpdf(lc.values, np.asarray(lc.predict(V)), np.sqrt(np.diag(lc.cov))), rtol=1e-8)
+    for kind in ("cphase", "lcamp"):
+        product = full[kind]
+        residual = np.asarray(product.residual_of(product.values - np.asarray(product.predict(V))))
+        joint = stats.multivariate_normal(np.zeros(product.n), product.cov).logpdf(residual)
+        for noise, variant in ((None, "blocks_common"), (NoiseModel.of({"variability": True, "nonclosing": False},
+                                                                        ("cphase", "lcamp")), "blocks")):
+            layout, data = likelihood_data(full, noise=noise)
+            assert layout["kinds"][kind] == variant
+            values = {"noise.var_a": 0.0, "noise.var_u0": 1.0, "noise.var_b": 2.0, "noise.var_c": 2.0} if noise else {}
+            total = float(np.sum(pointwise_log_likelihood(layout, data, V, noise=values)[kind]))
+            assert total == pytest.approx(joint, rel=1e-9)
 
 
 def test_padded_data_give_the_same_likelihood_and_predictions(obs):
@@ -232,3 +237,28 @@ def _only_rows(products, keep):
     sub = dataclasses.replace(cp, rows=cp.rows[keep], signs=cp.signs[keep], values=cp.values[keep], sigma=cp.sigma[keep],
                               time=cp.time[keep], labels=cp.labels[keep], uvdist=cp.uvdist[keep])
     return dataclasses.replace(products, products={"cphase": sub})
+
+
+def test_gradients_are_finite_for_every_padded_density_variant(obs):
+    """Padded entries are masked, and so must their gradients be: a padded closure has no legs (variance 0),
+    and a NaN in the masked branch once turned every gradient into NaN (the optimiser then stalled in
+    wrong modes). Every variant, with and without error terms."""
+    from vlbicore.likelihood import NoiseModel, likelihood_data, pointwise_log_likelihood
+
+    model = build_model(MRING)
+    for kinds, covariance, setting in [(("cphase", "lcamp"), False, "none"), (("cphase", "lcamp"), False, "default"),
+                                       (("cphase", "lcamp"), True, "none"), (("cphase", "lcamp"), True, {"variability": True}),
+                                       (("amp", "cphase"), True, "default"), (("vis",), False, "default")]:
+        products = build_products(obs, kinds, covariance=covariance)
+        noise = NoiseModel.of(setting, kinds)
+        layout, data = likelihood_data(products, pad=True, noise=noise)
+        terms = {"noise.nonclosing": 0.03, "noise.fractional": 0.05, "noise.var_a": 0.01, "noise.var_u0": 1.0,
+                 "noise.var_b": 2.0, "noise.var_c": 2.0}
+
+        def total(p):
+            V = model.visibility(p, data["u"], data["v"])
+            values = {k: v for k, v in terms.items() if k in noise.names}
+            return sum(jnp.sum(x) for x in pointwise_log_likelihood(layout, data, V, noise=values).values())
+
+        grad = jax.grad(total)({k: jnp.asarray(x) for k, x in MRING_P.items()})
+        assert all(np.isfinite(float(g)) for g in grad.values()), (kinds, covariance, setting, grad)

@@ -97,6 +97,10 @@ def fit_config_from_args(args):
         flags["model"] = {**model, "order": args.order}
     if args.products:
         flags["products"] = _products_arg(args.products)
+    if args.noise:
+        flags["noise"] = args.noise
+    if args.snr_cut is not None:
+        flags["snr_cut"] = args.snr_cut
     sampler = {flag: getattr(args, flag) for flag in SAMPLER_FLAGS if getattr(args, flag) is not None}
     if not any("progress" in layer.get("sampler", {}) for layer, _ in layers):
         sampler["progress"] = sys.stderr.isatty() and not args.quiet
@@ -232,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model type name (see `vlbicore models`) or a YAML file composing components")
     p.add_argument("--order", type=int, help="m-ring order m (number of β_k coefficients)")
     p.add_argument("--products", help="comma list of vis, amp, cphase, lcamp (default cphase,lcamp)")
+    p.add_argument("--noise", choices=("default", "none"),
+                   help="error terms fitted with the model: default (non-closing term for closures, fractional term "
+                        "for amplitudes/visibilities) or none (thermal errors only); finer control in --config")
+    p.add_argument("--snr-cut", dest="snr_cut", type=float,
+                   help="drop rows with |V|/sigma below this from every product (default: log closure amplitudes "
+                        "below 3, where they are biased)")
     p.add_argument("--chains", type=int, help="NUTS chains (default 4)")
     p.add_argument("--warmup", type=int, help="warmup steps per chain (default 1000)")
     p.add_argument("--samples", type=int, help="draws kept per chain (default 2000)")

@@ -94,6 +94,8 @@ def write_result(result, out, config: FitConfig, obs, products, *, epoch: str, o
         "noise": json.dumps({"terms": list(noise.terms), "parameters": list(noise.names)}),
         "n_parameters": int(result.n_parameters),
         "multimodal": bool(result.multimodal),
+        "adequate": bool(result.adequacy.get("adequate", False)),
+        "adequacy": json.dumps(result.adequacy),
         "symmetries": json.dumps(result.symmetries),
         "data_warnings": json.dumps(list(data_warnings or [])),
         "sampler": json.dumps(dataclasses.asdict(config.sampler)),

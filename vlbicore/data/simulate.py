@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Callable
 
 import numpy as np
@@ -34,13 +35,21 @@ def simulate_observation(model_fn: Callable, *, array: str | Path | None = "EHT2
                          freq: float = 227.0707e9, mjd: int = 57854, tint: float = 60.0,
                          tadv: float = 600.0, tstart: float = 0.0, tstop: float = 24.0,
                          bw: float = 2e9, elevmin: float = 10.0, elevmax: float = 85.0,
-                         noise: bool = True, seed: int = 0, out=None) -> Observation:
+                         noise: bool = True, seed: int = 0, nonclosing: float = 0.0,
+                         gains: float | Mapping[str, float] = 0.0, out=None) -> Observation:
     """Observe ``model_fn`` (u, v in λ -> complex visibilities in Jy) and optionally write uvfits.
 
     ``ra`` is in hours, ``dec`` in degrees, ``tint``/``tadv`` in seconds, ``tstart``/``tstop`` in hours
     UTC on day ``mjd``. With ``like`` the coverage, sigmas, source, position, frequency and date of that
     file are used instead (its raw records, before scan averaging). Returns the unaveraged synthetic
     ``Observation``; with ``out`` it is also written there (``path``/``sha256`` then refer to it).
+
+    Errors beyond the thermal noise, each constant within a scan (as calibration errors are):
+    ``nonclosing``: a complex baseline-based error, V → V (1 + ε) with Re ε, Im ε ~ N(0, nonclosing²)
+    per baseline and scan (it does not cancel in closures); ``gains``: station gains g = exp(a + iφ) per
+    station and scan with a ~ N(0, sd²) (one sd for all stations, or per station code) and φ uniform,
+    V_ij → g_i conj(g_j) V_ij (they cancel in closures). The injected gains are returned in
+    ``Observation``-independent form by :func:`injected_errors` with the same arguments.
     """
     if like is not None:
         template = _like_template(like)
@@ -49,14 +58,37 @@ def simulate_observation(model_fn: Callable, *, array: str | Path | None = "EHT2
                                    tadv=tadv, tstart=tstart, tstop=tstop, bw=bw, elevmin=elevmin,
                                    elevmax=elevmax)
     vis = model_visibilities(model_fn, template.u, template.v)
+    rng = np.random.default_rng(seed)
+    thermal = rng.standard_normal(len(vis)) + 1j * rng.standard_normal(len(vis))  # drawn first: same as before
+    vis = vis * scan_errors(template, np.random.default_rng([seed, 1]), nonclosing=nonclosing, gains=gains)
     if noise:
-        rng = np.random.default_rng(seed)
-        vis = vis + template.sigma * (rng.standard_normal(len(vis)) + 1j * rng.standard_normal(len(vis)))
+        vis = vis + template.sigma * thermal
     observation = dataclasses.replace(template, vis=vis, flag_counts={}, path="<simulated>", sha256="")
     if out is None:
         return observation
     path = save_uvfits(observation, out)
     return dataclasses.replace(observation, path=str(path), sha256=file_sha256(path))
+
+
+def scan_errors(obs: Observation, rng: np.random.Generator, *, nonclosing: float = 0.0,
+                gains: float | Mapping[str, float] = 0.0, with_gains: bool = False):
+    """The multiplicative error of every record: (1 + ε_baseline,scan) g_i conj(g_j) (see
+    :func:`simulate_observation`); with ``with_gains`` also the gains, station × scan."""
+    scan, _ = scan_ids(obs.time)
+    n_scans, n_stations = int(scan.max()) + 1 if len(scan) else 0, len(obs.stations)
+    factor = np.ones(len(obs), np.complex128)
+    if nonclosing:
+        baseline = obs.ant1 * n_stations + obs.ant2
+        key, which = np.unique(baseline * max(n_scans, 1) + scan, return_inverse=True)
+        eps = nonclosing * (rng.standard_normal(len(key)) + 1j * rng.standard_normal(len(key)))
+        factor = factor * (1.0 + eps[which])
+    sd = np.array([gains.get(s, gains.get("default", 0.0)) for s in obs.stations]) if isinstance(gains, Mapping) \
+        else np.full(n_stations, float(gains))
+    g = np.exp(sd[:, None] * rng.standard_normal((n_stations, max(n_scans, 1)))
+               + 1j * (2 * np.pi * rng.random((n_stations, max(n_scans, 1))) if np.any(sd > 0) else 0.0))
+    if np.any(sd > 0):
+        factor = factor * g[obs.ant1, scan] * np.conj(g[obs.ant2, scan])
+    return (factor, g) if with_gains else factor
 
 
 def model_visibilities(model_fn: Callable, u: np.ndarray, v: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ post-processing; the NUTS segment program compiles in a background thread during
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -29,11 +30,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from vlbicore.errors import VlbiError
+from vlbicore.inference.adequacy import adequacy_verdict
 from vlbicore.inference.batch import BatchGradient, host_rng
 from vlbicore.inference.diagnostics import convergence_verdict, parameter_diagnostics
 from vlbicore.inference.modes import search_modes
 from vlbicore.inference.nuts import NutsRunner, devices_for, run_nuts
-from vlbicore.inference.postprocess import mode_records, modes_to_sample, posterior_median, prior_edge_warnings
+from vlbicore.inference.postprocess import (MASS_THRESHOLD, mode_records, modes_to_sample, posterior_median,
+                                            prior_edge_warnings)
 from vlbicore.inference.settings import FitResult, SamplerSettings, use_precision
 from vlbicore.inference.transforms import ParameterSpace
 from vlbicore.likelihood import (NoiseModel, common_sizes, likelihood_data, pointwise_terms, predicted_products,
@@ -51,30 +54,38 @@ def fit(products, model, settings: SamplerSettings, noise: NoiseModel | None = N
     return fit_many([products], model, settings, noise)[0]
 
 
-def fit_many(product_sets, model, settings: SamplerSettings, noise: NoiseModel | None = None, *,
-             seeds=None) -> list[FitResult]:
-    """Fit one model to a batch of independent posteriors (one product set each, the same kinds and
-    options), in one compiled program per stage; every posterior gets exactly what a lone fit gives: its
-    own draws, diagnostics, modes and verdicts. ``seeds``: one per posterior (default: ``settings.seed``
-    for all, so each posterior is seeded as its lone fit would be)."""
-    t0 = time.perf_counter()
-    product_sets = list(product_sets)
-    n_post = len(product_sets)
-    noise = noise or NoiseModel()
-    dtype = use_precision(settings.dtype)
-    space = ParameterSpace.of(tuple(model.params) + tuple(noise.params))
-    periods = {q.name: q.period for q in model.params if q.period}
-    layout, data = _stacked_data(product_sets, noise)
-    n_model = len(model.params)
+@dataclasses.dataclass
+class Sampled:
+    """What :func:`sample_posteriors` produced for a batch: the shared ``batch`` program, every posterior's
+    ``modes`` and the indices of the ``sampled`` ones, the posterior (``slot_post``) and mode
+    (``slot_mode``) of every chain slot, the slots' ``draws`` (slot, draw, ...) and warmup divergences,
+    timings and the devices used."""
 
-    def evaluate(z, data):
-        """Log posterior at ``z`` and what post-processing keeps of it, from one model evaluation."""
-        p = space.to_params(z)
-        V = model.visibility(p, data["u"], data["v"])
-        pred = predicted_products(layout, data, V)
-        ll, z2 = pointwise_terms(layout, data, V, pred, noise.values(p))
-        lp = sum(jnp.sum(x) for x in ll.values()) + space.log_prior(z)
-        return lp, {"params": p, "derived": model.derived(p), "ll": ll, "pred": pred, "z2": z2}
+    batch: BatchGradient
+    modes: list
+    sampled: list
+    slot_post: np.ndarray
+    slot_mode: np.ndarray
+    draws: dict
+    warmup_divergences: np.ndarray
+    timings: dict
+    devices: list
+
+    def chains_of(self, b: int):
+        """(chain modes, draws, warmup divergences) of posterior ``b``."""
+        mine = np.flatnonzero(self.slot_post == b)
+        return self.slot_mode[mine], {k: v[mine] for k, v in self.draws.items()}, self.warmup_divergences[mine]
+
+
+def sample_posteriors(evaluate, space: ParameterSpace, data, n_post: int, settings: SamplerSettings,
+                      seeds=None) -> Sampled:
+    """Modes, weights and NUTS chains of ``n_post`` posteriors of one log density.
+
+    ``evaluate(z, data) -> (log p, aux)`` is the log posterior in the unconstrained space of ``space``
+    (prior included) with per-point outputs; ``data`` is its data pytree, stacked along a leading axis
+    when ``n_post`` > 1. ``seeds``: one per posterior (default ``settings.seed`` for all)."""
+    t0 = time.perf_counter()
+    dtype = use_precision(settings.dtype)
 
     def log_post(z, data):
         return evaluate(z, data)[0]
@@ -106,28 +117,111 @@ def fit_many(product_sets, model, settings: SamplerSettings, noise: NoiseModel |
         jitter = np.concatenate([0.1 * np.sqrt(variance[slot_post == b]) * host_rng(keys[b][1]).normal(
             size=(int(np.sum(slot_post == b)), space.size)) for b in range(n_post)])
         z_start = (centres + jitter).astype(dtype)
-        # rounds of `slots_per_round`: the shape the program was compiled for
+        # rounds of `slots_per_round` slots: the shape the program was compiled for
         draws, warm_stats, used_devices, nuts_timings = run_nuts(
             runner, batch, z_start, settings, _slot_keys(keys, slot_post), inverse_mass=variance, index=slot_post,
             slots_per_call=per_call)
         timings.update(nuts_timings)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+    return Sampled(batch=batch, modes=modes, sampled=sampled, slot_post=slot_post,
+                   slot_mode=np.array([i for _, i in slots]), draws=draws,
+                   warmup_divergences=warm_stats["warmup_divergences"], timings=timings, devices=used_devices)
 
+
+def fit_many(product_sets, model, settings: SamplerSettings, noise: NoiseModel | None = None, *,
+             seeds=None) -> list[FitResult]:
+    """Fit one model to a batch of independent posteriors (one product set each, the same kinds and
+    options), in one compiled program per stage; every posterior gets exactly what a lone fit gives: its
+    own draws, diagnostics, modes and verdicts. ``seeds``: one per posterior (default: ``settings.seed``
+    for all, so each posterior is seeded as its lone fit would be)."""
+    t0 = time.perf_counter()
+    product_sets = list(product_sets)
+    n_post = len(product_sets)
+    noise = noise or NoiseModel()
+    use_precision(settings.dtype)
+    space = ParameterSpace.of(tuple(model.params) + tuple(noise.params))
+    periods = {q.name: q.period for q in model.params if q.period}
+    layout, data = _stacked_data(product_sets, noise)
+
+    def evaluate(z, data):
+        """Log posterior at ``z`` and what post-processing keeps of it, from one model evaluation."""
+        p = space.to_params(z)
+        V = model.visibility(p, data["u"], data["v"])
+        pred = predicted_products(layout, data, V)
+        ll, z2 = pointwise_terms(layout, data, V, pred, noise.values(p))
+        lp = sum(jnp.sum(x) for x in ll.values()) + space.log_prior(z)
+        return lp, {"params": p, "derived": model.derived(p), "ll": ll, "pred": pred, "z2": z2}
+
+    run = sample_posteriors(evaluate, space, data, n_post, settings, seeds)
     t1 = time.perf_counter()
-    results = []
-    for b in range(n_post):
-        mine = np.flatnonzero(slot_post == b)
-        chain_modes = np.array([slots[s][1] for s in mine])
-        results.append(_posterior_result(
-            b, product_sets[b], model, space, periods, layout, batch, modes[b], sampled[b], chain_modes,
-            {k: v[mine] for k, v in draws.items()}, warm_stats["warmup_divergences"][mine], settings, n_model))
-    shared = {**timings, "postprocess": time.perf_counter() - t1, "total": time.perf_counter() - t0,
+    results = [_posterior_result(b, product_sets[b], model, space, periods, layout, run, settings)
+               for b in range(n_post)]
+    shared = {**run.timings, "postprocess": time.perf_counter() - t1, "total": time.perf_counter() - t0,
               "posteriors_in_batch": n_post}
     for r in results:
         r.timings = dict(shared)
-        r.devices = used_devices
+        r.devices = run.devices
     return results
+
+
+def fit_posterior_function(space: ParameterSpace, loglike, settings: SamplerSettings) -> FitResult:
+    """The whole machinery (modes, weights, multi-mode chains, the gate) on a log-likelihood
+    ``loglike(params)`` whose data are constants (tests, toy posteriors); no products, no predictions."""
+
+    def evaluate(z, data):
+        p = space.to_params(z)
+        return loglike(p) + space.log_prior(z), {"params": p}
+
+    run = sample_posteriors(evaluate, space, {}, 1, settings)
+    chain_modes, draws, warmup_divergences = run.chains_of(0)
+    n_chain, n_draw = draws["lp"].shape
+    z_flat = np.asarray(draws["z"].reshape(n_chain * n_draw, -1), np.float64)
+    values = space.wrap(space.to_values(z_flat))
+    posterior = {name: values[:, i].reshape(n_chain, n_draw) for i, name in enumerate(space.names)}
+    sample_stats, diag, verdict, weights, counts = _judge(space, {}, run.modes[0], chain_modes, draws, posterior,
+                                                          warmup_divergences, settings, values)
+    return FitResult(posterior=posterior, sample_stats=sample_stats, log_likelihood={}, posterior_predictive={},
+                     diagnostics={**diag, "chain_weight": weights, "chain_mode": chain_modes}, convergence=verdict,
+                     modes=mode_records(run.modes[0], space, counts, run.sampled[0]), reduced_chi2={},
+                     timings=run.timings, devices=run.devices, chain_method=settings.chain_method,
+                     multimodal=_multimodal(run.modes[0]), n_parameters=space.size)
+
+
+def _multimodal(modes) -> bool:
+    """More than one mode holds more than ``MASS_THRESHOLD`` of the mass."""
+    return sum(m.mass > MASS_THRESHOLD for m in modes) > 1
+
+
+def _judge(space, periods, modes, chain_modes, draws, posterior, warmup_divergences, settings, values):
+    """Sample statistics, diagnostics, the gate's verdict, chain weights and chains per mode of one
+    posterior's chains."""
+    n_chain, n_draw = draws["lp"].shape
+    mass = np.array([modes[m].mass for m in chain_modes])
+    counts = {int(m): int(np.sum(chain_modes == m)) for m in set(chain_modes.tolist())}
+    weights = mass / np.array([counts[int(m)] for m in chain_modes])
+    weights = weights / weights.sum()
+    tree_depth = np.ceil(np.log2(draws["n_steps"] + 1)).astype(np.int64)
+    sample_stats = {
+        "lp": draws["lp"],
+        "diverging": draws["diverging"].astype(bool),
+        "tree_depth": tree_depth,
+        "reached_max_treedepth": tree_depth >= settings.max_tree_depth,
+        "n_steps": draws["n_steps"],
+        "acceptance_rate": draws["acceptance_rate"],
+        "step_size": draws["step_size"],
+        "energy": draws["energy"],
+    }
+    fitted = {k: posterior[k] for k in space.names}
+    diag = parameter_diagnostics(fitted, chain_groups=chain_modes, periods=periods)
+    best = int(np.argmax(draws["lp"].reshape(-1)))
+    median = posterior_median(space, values, np.repeat(weights, n_draw))
+    verdict = convergence_verdict(
+        diag, sample_stats["diverging"], sample_stats["lp"], energy=sample_stats["energy"],
+        tree_depth_hits=sample_stats["reached_max_treedepth"], chain_groups=chain_modes,
+        warnings=prior_edge_warnings(space, values[best], median))
+    verdict["warmup_divergences"] = int(np.sum(warmup_divergences))
+    return sample_stats, diag, verdict, weights, counts
 
 
 def _slot_keys(keys, slot_post: np.ndarray) -> np.ndarray:
@@ -157,16 +251,16 @@ def _stacked_data(product_sets, noise):
     return layout, jax.tree.map(lambda *xs: np.stack(xs), *[d for _, d in built])
 
 
-def _posterior_result(b, products, model, space, periods, layout, batch, modes, sampled, chain_modes, draws,
-                      warmup_divergences, settings, n_model) -> FitResult:
-    """Everything one posterior of the batch produced, from its chains' draws."""
+def _posterior_result(b, products, model, space, periods, layout, run: Sampled, settings) -> FitResult:
+    """Everything posterior ``b`` of the batch produced, from its chains' draws."""
+    chain_modes, draws, warmup_divergences = run.chains_of(b)
+    modes, sampled = run.modes[b], run.sampled[b]
     layout_b = {**layout, "lengths": {kind: products[kind].n for kind in products}}
     n_chain, n_draw = draws["lp"].shape
     z_flat = np.asarray(draws["z"].reshape(n_chain * n_draw, -1), np.float64)
-    lp_flat = draws["lp"].reshape(-1)
+    best = int(np.argmax(draws["lp"].reshape(-1)))
     # one more row, at the best draw, gives the goodness-of-fit predictions in the same pass
-    best = int(np.argmax(lp_flat))
-    _, _, out = batch(np.concatenate([z_flat, z_flat[best : best + 1]]), aux=True, index=b)
+    _, _, out = run.batch(np.concatenate([z_flat, z_flat[best : best + 1]]), aux=True, index=b)
     out = {**out, "ll": unpad(layout_b, out["ll"]), "pred": unpad(layout_b, out["pred"]), "z2": unpad(layout_b, out["z2"])}
     at_best = jax.tree.map(lambda x: x[-1], out)
     out = jax.tree.map(lambda x: x[:-1], out)
@@ -181,33 +275,13 @@ def _posterior_result(b, products, model, space, periods, layout, batch, modes, 
     for k, x in out["pred"].items():
         x = reshape(x)
         predictive[k] = x.astype(np.complex64 if np.iscomplexobj(x) else np.float32)
-
-    mass = np.array([modes[m].mass for m in chain_modes])
-    counts = {m: int(np.sum(chain_modes == m)) for m in set(chain_modes.tolist())}
-    chain_weight = mass / np.array([counts[m] for m in chain_modes])
-    chain_weight = chain_weight / chain_weight.sum()
-
-    tree_depth = np.ceil(np.log2(draws["n_steps"] + 1)).astype(np.int64)
-    sample_stats = {
-        "lp": draws["lp"],
-        "diverging": draws["diverging"].astype(bool),
-        "tree_depth": tree_depth,
-        "reached_max_treedepth": tree_depth >= settings.max_tree_depth,
-        "n_steps": draws["n_steps"],
-        "acceptance_rate": draws["acceptance_rate"],
-        "step_size": draws["step_size"],
-        "energy": draws["energy"],
-    }
-    fitted = {k: posterior[k] for k in space.names}
-    diag = parameter_diagnostics(fitted, chain_groups=chain_modes, periods=periods)
     values = space.wrap(space.to_values(z_flat))
-    median = posterior_median(space, values, np.repeat(chain_weight, n_draw))
-    verdict = convergence_verdict(
-        diag, sample_stats["diverging"], sample_stats["lp"], energy=sample_stats["energy"],
-        tree_depth_hits=sample_stats["reached_max_treedepth"], chain_groups=chain_modes,
-        warnings=prior_edge_warnings(space, values[best], median))
-    verdict["warmup_divergences"] = int(np.sum(warmup_divergences))
-
+    sample_stats, diag, verdict, weights, counts = _judge(space, periods, modes, chain_modes, draws, posterior,
+                                                          warmup_divergences, settings, values)
+    scans = {kind: products.obs.scan[np.asarray(p.rows).reshape(p.n, -1)[:, 0]] if p.n else np.zeros(0, int)
+             for kind, p in products.items()}
+    noise_medians = {name: float(np.median(posterior[name])) for name in space.names if name.startswith("noise.")}
+    adequacy = adequacy_verdict(out["z2"], scans, noise_medians, seed=settings.seed)
     n_params = space.size
     thermal = reduced_chi_squared_of(products, at_best["pred"])
     gof = {kind: {"chi2": chi2 * n, "n": n, "chi2_per_n": chi2,
@@ -215,19 +289,18 @@ def _posterior_result(b, products, model, space, periods, layout, batch, modes, 
                   "chi2_total": float(np.sum(at_best["z2"][kind])),
                   "chi2_total_per_n": float(np.sum(at_best["z2"][kind])) / max(n, 1)}
            for kind, (chi2, n) in thermal.items()}
-    chains_per_mode = {m: counts[m] for m in counts}
-    significant = [m for m in modes if m.mass > 0.01]
     return FitResult(
         posterior=posterior,
         sample_stats=sample_stats,
         log_likelihood=log_likelihood,
         posterior_predictive=predictive,
-        diagnostics={**diag, "chain_weight": chain_weight, "chain_mode": chain_modes},
+        diagnostics={**diag, "chain_weight": weights, "chain_mode": chain_modes},
         convergence=verdict,
-        modes=mode_records(modes, space, chains_per_mode, sampled),
+        modes=mode_records(modes, space, counts, sampled),
         reduced_chi2={kind: (g["chi2_per_n"], g["n"]) for kind, g in gof.items()},
         goodness_of_fit=gof,
-        multimodal=len(significant) > 1,
+        multimodal=_multimodal(modes),
+        adequacy=adequacy,
         symmetries=_symmetries(products, model),
         timings={},
         devices=[],

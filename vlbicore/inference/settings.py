@@ -68,7 +68,9 @@ class FitResult:
     ``modes``: the mode records, largest mass first; ``reduced_chi2``: kind -> (χ²/N, N) against the
     thermal errors at the best draw; ``goodness_of_fit``: kind -> χ², N, χ²/N, χ²/(N − p) and the χ²
     against the total errors (thermal + fitted terms); ``multimodal``: more than one mode holds > 1 % of
-    the mass; ``symmetries``: exact symmetries the data cannot break; ``n_parameters``: p.
+    the mass; ``adequacy``: whether the model describes the data
+    (:func:`vlbicore.inference.adequacy.adequacy_verdict`); ``symmetries``: exact symmetries the data
+    cannot break; ``n_parameters``: p.
     """
 
     posterior: dict[str, np.ndarray]
@@ -84,6 +86,7 @@ class FitResult:
     chain_method: str
     goodness_of_fit: dict = dataclasses.field(default_factory=dict)
     multimodal: bool = False
+    adequacy: dict = dataclasses.field(default_factory=dict)
     symmetries: list[str] = dataclasses.field(default_factory=list)
     n_parameters: int = 0
 

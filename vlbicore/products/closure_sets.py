@@ -127,6 +127,8 @@ class ClosureProduct(Product):
         if variant == "blocks_common":
             return cls.common_block_density(arrays, predicted, variance)
         closure_variance = jnp.sum(jnp.where(arrays["leg_mask"], variance, 0.0), axis=-1)
+        # padded closures have no legs: a unit variance keeps their (masked) density and its gradient finite
+        closure_variance = jnp.where(arrays["mask"], closure_variance, 1.0)
         return cls.independent_density(arrays, predicted, closure_variance)
 
     @staticmethod

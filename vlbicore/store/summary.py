@@ -31,10 +31,13 @@ def summary_table(path) -> pd.DataFrame:
 
 
 def format_summary(path, frame: pd.DataFrame | None = None) -> str:
-    """The text ``vlbicore summary`` prints: provenance, convergence verdict, χ², modes, parameter table
+    """The text ``vlbicore summary`` prints: provenance; the three verdicts (did the sampler converge, does
+    the model describe the data, is the posterior multimodal); χ²; modes with their masses; parameters
     (``frame``: the store's :func:`summary_table`, when the caller has it already)."""
     frame = summary_table(path) if frame is None else frame
     a = frame.attrs
+    adequate = a.get("adequate")
+    adequacy = a.get("adequacy") or {}
     lines = [
         f"store:     {Path(path)}",
         f"epoch:     {a.get('epoch')}  ({a.get('source')} {a.get('date')} band {a.get('band')})",
@@ -42,16 +45,27 @@ def format_summary(path, frame: pd.DataFrame | None = None) -> str:
         f"data:      {a.get('data_path')}",
         f"converged: {'YES' if a['converged'] else 'NO'}"
         + ("" if a["converged"] or not a["reasons"] else " - " + "; ".join(a["reasons"])),
+        f"adequate:  {'n/a' if adequate is None else 'YES' if adequate else 'NO'}"
+        + ("" if adequate or not adequacy.get("reasons") else " - " + "; ".join(adequacy["reasons"])),
+        f"multimodal: {'YES' if a.get('multimodal') else 'no'}",
         f"divergences: {a['divergences']} of {a['n_samples']} draws",
     ]
     lines.extend(f"warning:   {w}" for w in a.get("warnings", []))
-    if a["reduced_chi2"]:
+    lines.extend(f"symmetry:  {s}" for s in a.get("symmetries", []))
+    for kind, g in (a.get("goodness_of_fit") or {}).items():
+        lines.append(f"chi2 {kind:6s} n={a['n_data'].get(kind, 0)}: chi2/N {g.get('reduced_chi2', float('nan')):.3f}, "
+                     f"chi2/(N-p) {g.get('reduced_chi2_dof', float('nan')):.3f} (thermal sigma); "
+                     f"chi2/N {g.get('reduced_chi2_total', float('nan')):.3f} (thermal + fitted error terms); "
+                     "at the best draw")
+    if a["reduced_chi2"] and not a.get("goodness_of_fit"):
         chi2 = ", ".join(f"{k} {v:.3f} (n={a['n_data'].get(k, 0)})" for k, v in a["reduced_chi2"].items())
-        lines.append(f"reduced chi2: {chi2}")
+        lines.append(f"chi2/N: {chi2}")
     lines.append(f"modes found: {len(a['modes'])}")
     for i, mode in enumerate(a["modes"]):
         values = ", ".join(f"{k}={v:.4g}" for k, v in mode["values"].items())
-        lines.append(f"  mode {i}: lp={mode['lp']:.2f} chains={mode['chains']} {values}")
+        mass = mode.get("mass", float("nan"))
+        flags = (" sampled" if mode.get("sampled") else "") + ("" if mode.get("laplace_ok", True) else " (mass unreliable)")
+        lines.append(f"  mode {i}: mass={mass:.3g} lp={mode['lp']:.2f} chains={mode['chains']}{flags} {values}")
     with pd.option_context("display.width", 120, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
         lines.extend(["", frame.to_string()])
     return "\n".join(lines)
