@@ -3,8 +3,9 @@ and each model's typed fit configuration.
 
 The JSON schema (``workflow/schemas/config.schema.yaml``) catches unknown keys, wrong types and model
 types; what a schema cannot know — which parameter names each model has, so whether ``priors`` and
-``fixed`` name real parameters, and that epoch ids are unique — is checked here. Each problem is one line
-that names the config file and the key path.
+``fixed`` name real parameters, and that epoch ids are unique — is checked here. Each problem is one
+line that names the config file and the key path. The epochs are listed inline or come from an epoch
+sheet (``epochs: config/epochs.tsv``; :mod:`vlbicore.survey.sheet`).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import yaml
 
 from vlbicore.config import CAMPAIGN_DEFAULT_KEYS, FitConfig
 from vlbicore.errors import VlbiError
+from vlbicore.survey import sheet
 
 # shipped inside the package (an installed vlbicore validates too); workflow/schemas/ links to it
 SCHEMA_PATH = pathlib.Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
@@ -47,10 +49,20 @@ def check_models(config: dict, source: str = "config") -> None:
             raise VlbiError(f"{source}: models.{model_id}: {exc}") from None
 
 
-def check_epochs(config: dict, source: str = "config") -> None:
-    """Epoch ids are unique (a JSON schema cannot say 'unique by id')."""
+def campaign_epochs(config: dict, source: str = "config") -> list[dict]:
+    """The campaign's epochs: the inline ``epochs:`` list, or the rows of the epoch sheet it names
+    (read and checked by :mod:`vlbicore.survey.sheet`; ids are unique in both cases)."""
+    epochs = config.get("epochs") or []
+    if sheet.is_sheet(epochs):
+        return sheet.read_epoch_sheet(epochs)
+    check_epochs(epochs, source)
+    return list(epochs)
+
+
+def check_epochs(epochs: list[dict], source: str = "config") -> None:
+    """Epoch ids of an inline list are unique (a JSON schema cannot say 'unique by id')."""
     seen = set()
-    for index, epoch in enumerate(config.get("epochs") or []):
+    for index, epoch in enumerate(epochs):
         if epoch["id"] in seen:
             raise VlbiError(f"{source}: epochs[{index}].id: {epoch['id']!r} is used twice; give every epoch its own id")
         seen.add(epoch["id"])
@@ -83,6 +95,6 @@ def validate_campaign(path: str | pathlib.Path) -> dict:
     problems = schema_problems(config)
     if problems:
         raise VlbiError(f"{path}: " + "; ".join(problems))
-    check_epochs(config, str(path))
+    campaign_epochs(config, str(path))
     check_models(config, str(path))
     return config
