@@ -1,4 +1,5 @@
-"""The ``vlbicore`` command line: prepare, fit, summary, gather, plot, report, simulate, models.
+"""The ``vlbicore`` command line: prepare, fit, summary, gather, plot, report, status, campaign init,
+profile install, validate-config, simulate, models.
 
 Heavy imports (JAX, ehtim, xarray) happen inside the sub-commands, after the device set-up, so that
 ``--host-devices`` can still shape JAX's CPU backend and ``vlbicore --help`` answers at once. Every
@@ -190,6 +191,18 @@ def cmd_validate_config(args):
     print(f"{args.config}: valid")
 
 
+def cmd_campaign_init(args):
+    from vlbicore.survey.campaign_init import init_campaign
+
+    result = init_campaign(args.files, args.out, sheet_path=args.sheet, name=args.name, like=args.like,
+                           overwrite=args.force)
+    for line in result.skipped:  # one line per file left out, so none disappears unnoticed
+        print(f"vlbicore: {line}", file=sys.stderr)
+    print(f"wrote {result.config} and {result.sheet}: {len(result.epochs)} epoch(s) of "
+          f"{len(result.sources)} source(s) ({', '.join(result.sources)}), {len(result.skipped)} file(s) left out")
+    print(f"next: snakemake --configfile {result.config} --dry-run")
+
+
 def cmd_simulate(args):
     """Observe ``models.visibility(args.model, u, v, **params)`` and write uvfits."""
     import numpy as np
@@ -281,6 +294,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate-config", help="check a campaign config against the schema and model names")
     p.add_argument("config", help="campaign configuration YAML")
     p.set_defaults(func=cmd_validate_config)
+
+    p = sub.add_parser("campaign", help="campaign set-up: `vlbicore campaign init DIR_OR_GLOB` writes an epoch sheet "
+                                        "and a config from the files' headers")
+    campaign_sub = p.add_subparsers(dest="campaign_command", required=True)
+    p = campaign_sub.add_parser("init", help="epoch sheet + campaign config from a folder or glob of uvfits files")
+    p.add_argument("files", nargs="+", metavar="DIR_OR_GLOB",
+                   help="directories (their *.uvfits/*.uvf files), glob patterns (quote them; ** recurses) or files")
+    p.add_argument("--out", default="campaign.yaml", metavar="CONFIG.yaml",
+                   help="campaign config to write (default campaign.yaml)")
+    p.add_argument("--sheet", metavar="EPOCHS.tsv",
+                   help="epoch sheet to write, .tsv or .csv (default: <config name>-epochs.tsv beside --out)")
+    p.add_argument("--name", help="campaign name recorded in every store (default: the data directory's name)")
+    p.add_argument("--like", metavar="CONFIG.yaml",
+                   help="copy models, products, sampler and resources from this campaign (default: the demo's)")
+    p.add_argument("--force", action="store_true", help="replace an existing config or sheet")
+    p.set_defaults(func=cmd_campaign_init)
 
     p = sub.add_parser("simulate", help="synthetic observation of a model, written as uvfits")
     p.add_argument("--model", required=True, help="ehtim model type name (see `vlbicore models`)")
