@@ -203,6 +203,17 @@ def cmd_campaign_init(args):
     print(f"next: snakemake --configfile {result.config} --dry-run")
 
 
+def cmd_profile_install(args):
+    from vlbicore.survey.profiles import install_profile
+
+    installed = install_profile(args.name, directory=args.dir, site=args.site, copy=args.copy, force=args.force)
+    if installed.backup:
+        print(f"moved the existing {installed.path} aside to {installed.backup}")
+    verb = {"linked": "linked to", "copied": "copied from", "unchanged": "already links to"}[installed.action]
+    print(f"{installed.path} {verb} {installed.source}")
+    print(f"now: snakemake --profile {installed.name}   (docs/cluster.md: the environment variables it reads)")
+
+
 def cmd_simulate(args):
     """Observe ``models.visibility(args.model, u, v, **params)`` and write uvfits."""
     import numpy as np
@@ -310,6 +321,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="copy models, products, sampler and resources from this campaign (default: the demo's)")
     p.add_argument("--force", action="store_true", help="replace an existing config or sheet")
     p.set_defaults(func=cmd_campaign_init)
+
+    p = sub.add_parser("profile", help="Snakemake profiles shipped with vlbicore: `vlbicore profile install` makes "
+                                       "`snakemake --profile gpu-cluster` work as written")
+    profile_sub = p.add_subparsers(dest="profile_command", required=True)
+    p = profile_sub.add_parser("install", help="put a shipped profile where `snakemake --profile NAME` looks for it")
+    p.add_argument("name", nargs="?", default="gpu-cluster", help="profile to install (default gpu-cluster)")
+    p.add_argument("--dir", metavar="DIR", help="install into DIR instead of Snakemake's user profile directory "
+                                                "($XDG_CONFIG_HOME/snakemake, default ~/.config/snakemake)")
+    p.add_argument("--site", action="store_true",
+                   help="install for every user of this machine (/etc/xdg/snakemake; needs root)")
+    p.add_argument("--copy", action="store_true",
+                   help="copy the profile (to edit it for one site) instead of linking to vlbicore's")
+    p.add_argument("--force", action="store_true", help="move an existing profile of that name aside (to NAME.bak-TIME)")
+    p.set_defaults(func=cmd_profile_install)
 
     p = sub.add_parser("simulate", help="synthetic observation of a model, written as uvfits")
     p.add_argument("--model", required=True, help="ehtim model type name (see `vlbicore models`)")
