@@ -184,6 +184,13 @@ def cmd_report(args):
     print(write_report(args.gather_dir, args.out, fit_plots_dir=args.fit_plots_dir))
 
 
+def cmd_status(args):
+    from vlbicore.survey.status import campaign_status, format_status
+
+    status = campaign_status(args.results_dir, workdir=args.directory, configfile=args.configfile)
+    print(format_status(status, limit=None if args.all else args.limit))
+
+
 def cmd_validate_config(args):
     from vlbicore.survey.campaign import validate_campaign
 
@@ -301,6 +308,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="directory for index.html and its plots")
     p.add_argument("--fit-plots-dir", help="link per-fit plots already rendered here (<epoch>/<model>/*.png)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("status", help="one screen of a campaign: done, failed, not converged, not adequate, stale "
+                                      "(from the stores and Snakemake's records)")
+    p.add_argument("results_dir", metavar="RESULTS_DIR", help="the campaign's results directory (config `results:`)")
+    p.add_argument("--directory", metavar="DIR",
+                   help="Snakemake's working directory, holding .snakemake/ (default: the current directory if it "
+                        "has one, else the nearest parent of RESULTS_DIR that does)")
+    p.add_argument("--configfile", metavar="CONFIG.yaml",
+                   help="the campaign config, to also count the fits never run (epochs x models)")
+    p.add_argument("--limit", type=int, default=5, help="fits listed per state (default 5)")
+    p.add_argument("--all", action="store_true", help="list every fit of each state")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("validate-config", help="check a campaign config against the schema and model names")
     p.add_argument("config", help="campaign configuration YAML")

@@ -15,7 +15,7 @@ import yaml
 
 from vlbicore.config import CAMPAIGN_DEFAULT_KEYS, FitConfig
 from vlbicore.errors import VlbiError
-from vlbicore.survey import sheet
+from vlbicore.survey.sheet import campaign_epochs, check_epochs  # noqa: F401 (used by the workflow)
 
 # shipped inside the package (an installed vlbicore validates too); workflow/schemas/ links to it
 SCHEMA_PATH = pathlib.Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
@@ -47,25 +47,6 @@ def check_models(config: dict, source: str = "config") -> None:
             fit_config(config, model_id)
         except VlbiError as exc:
             raise VlbiError(f"{source}: models.{model_id}: {exc}") from None
-
-
-def campaign_epochs(config: dict, source: str = "config") -> list[dict]:
-    """The campaign's epochs: the inline ``epochs:`` list, or the rows of the epoch sheet it names
-    (read and checked by :mod:`vlbicore.survey.sheet`; ids are unique in both cases)."""
-    epochs = config.get("epochs") or []
-    if sheet.is_sheet(epochs):
-        return sheet.read_epoch_sheet(epochs)
-    check_epochs(epochs, source)
-    return list(epochs)
-
-
-def check_epochs(epochs: list[dict], source: str = "config") -> None:
-    """Epoch ids of an inline list are unique (a JSON schema cannot say 'unique by id')."""
-    seen = set()
-    for index, epoch in enumerate(epochs):
-        if epoch["id"] in seen:
-            raise VlbiError(f"{source}: epochs[{index}].id: {epoch['id']!r} is used twice; give every epoch its own id")
-        seen.add(epoch["id"])
 
 
 def schema_problems(config: dict, schema_path: pathlib.Path = SCHEMA_PATH) -> list[str]:

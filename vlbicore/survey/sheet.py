@@ -103,6 +103,25 @@ def read_epoch_sheet(path) -> list[dict]:
     return records(frame)
 
 
+def campaign_epochs(config: dict, source: str = "config") -> list[dict]:
+    """The campaign's epochs: the inline ``epochs:`` list, or the rows of the epoch sheet it names
+    (read and checked here; ids are unique in both cases)."""
+    epochs = config.get("epochs") or []
+    if is_sheet(epochs):
+        return read_epoch_sheet(epochs)
+    check_epochs(epochs, source)
+    return list(epochs)
+
+
+def check_epochs(epochs: list[dict], source: str = "config") -> None:
+    """Epoch ids of an inline list are unique (a JSON schema cannot say 'unique by id')."""
+    seen = set()
+    for index, epoch in enumerate(epochs):
+        if epoch["id"] in seen:
+            raise VlbiError(f"{source}: epochs[{index}].id: {epoch['id']!r} is used twice; give every epoch its own id")
+        seen.add(epoch["id"])
+
+
 def write_epoch_sheet(rows: Iterable[dict], path) -> pathlib.Path:
     """Write epochs as a sheet (TSV or CSV by the suffix), columns in the schema's order, text only."""
     path = pathlib.Path(path)
