@@ -284,29 +284,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="print nothing on success (no summary, no progress)")
     p.set_defaults(func=cmd_fit)
 
-    p = sub.add_parser("summary", help="print a fit store's parameters, convergence and goodness of fit")
-    p.add_argument("store", help="fit store (Zarr directory) written by `vlbicore fit`")
-    p.add_argument("--csv", help="also write the parameter table as CSV here")
+    text = "print a fit store's parameters, convergence and goodness of fit"
+    p = sub.add_parser("summary", help=text, description=text + ".")
+    p.add_argument("store", metavar="STORE", help="fit store (Zarr directory) written by `vlbicore fit`")
+    p.add_argument("--csv", metavar="FILE.csv", help="also write the parameter table as CSV here")
     p.add_argument("--plots", metavar="DIR", help="also write the per-fit plots (as `vlbicore plot`) into DIR")
-    p.add_argument("--formats", default="png,svg", help="image formats with --plots (default png,svg)")
+    p.add_argument("--formats", default="png,svg", metavar="LIST",
+                   help="image formats with --plots, a comma list of png, svg, pdf (default png,svg)")
     p.set_defaults(func=cmd_summary)
 
-    p = sub.add_parser("gather", help="gather fit stores into cross-epoch tables (xarray + Dask)")
-    p.add_argument("stores", nargs="+", help="fit stores, or @FILE with one store path per line")
-    p.add_argument("--out", required=True, help="directory for the tables and gathered.zarr")
-    p.add_argument("--scheduler", help="address of an existing Dask scheduler (default: a LocalCluster)")
+    text = "gather fit stores into cross-epoch tables and gathered.zarr (xarray + Dask)"
+    p = sub.add_parser("gather", help=text, description=text + "; every store that cannot be gathered is named "
+                                                              "in problems.csv (docs/gather.md).")
+    p.add_argument("stores", nargs="+", metavar="STORE",
+                   help="fit stores (Zarr directories), or @FILE naming one store path per line")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="directory to write summary/fits (CSV + parquet), loo.csv, problems.csv and gathered.zarr")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="address of a running Dask scheduler, e.g. tcp://10.1.2.3:8786 (default: a LocalCluster "
+                        "of min(CPUs, 4) threads in this process)")
     p.set_defaults(func=cmd_gather)
 
-    p = sub.add_parser("plot", help="trace, corner, model image, residual and uv-coverage plots of one fit")
-    p.add_argument("store", help="fit store (Zarr directory) written by `vlbicore fit`")
-    p.add_argument("--out", required=True, help="directory for the figures")
-    p.add_argument("--formats", default="png,svg", help="comma list of image formats (default png,svg)")
+    text = "trace, corner, model image, data-vs-model, normalised residual and uv-coverage plots of one fit"
+    p = sub.add_parser("plot", help=text, description=text + ".")
+    p.add_argument("store", metavar="STORE", help="fit store (Zarr directory) written by `vlbicore fit`")
+    p.add_argument("--out", required=True, metavar="DIR", help="directory to write the figures into")
+    p.add_argument("--formats", default="png,svg", metavar="LIST",
+                   help="image formats, a comma list of png, svg, pdf (default png,svg)")
     p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser("report", help="campaign report (HTML) from a gather directory")
-    p.add_argument("gather_dir", help="directory written by `vlbicore gather`")
-    p.add_argument("--out", required=True, help="directory for index.html and its plots")
-    p.add_argument("--fit-plots-dir", help="link per-fit plots already rendered here (<epoch>/<model>/*.png)")
+    text = "campaign report (HTML) from a gather directory: a section per source, a page per fit"
+    p = sub.add_parser("report", help=text, description=text + ".")
+    p.add_argument("gather_dir", metavar="GATHER_DIR", help="directory written by `vlbicore gather`")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="directory to write index.html, plots/ and fits/<epoch>__<model>/ into")
+    p.add_argument("--fit-plots-dir", metavar="DIR",
+                   help="link the per-fit plots already rendered in DIR/<epoch>/<model>/*.png (the workflow's "
+                        "summary jobs) instead of drawing them (default: drawn for up to 24 fits)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("status", help="one screen of a campaign: done, failed, not converged, not adequate, stale "
@@ -317,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "has one, else the nearest parent of RESULTS_DIR that does)")
     p.add_argument("--configfile", metavar="CONFIG.yaml",
                    help="the campaign config, to also count the fits never run (epochs x models)")
-    p.add_argument("--limit", type=int, default=5, help="fits listed per state (default 5)")
+    p.add_argument("--limit", type=int, default=5, metavar="N", help="fits listed per state (default 5)")
     p.add_argument("--all", action="store_true", help="list every fit of each state")
     p.set_defaults(func=cmd_status)
 
@@ -335,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="campaign config to write (default campaign.yaml)")
     p.add_argument("--sheet", metavar="EPOCHS.tsv",
                    help="epoch sheet to write, .tsv or .csv (default: <config name>-epochs.tsv beside --out)")
-    p.add_argument("--name", help="campaign name recorded in every store (default: the data directory's name)")
+    p.add_argument("--name", metavar="NAME",
+                   help="campaign name recorded in every store (default: the data directory's name)")
     p.add_argument("--like", metavar="CONFIG.yaml",
                    help="copy models, products, sampler and resources from this campaign (default: the demo's)")
     p.add_argument("--force", action="store_true", help="replace an existing config or sheet")
