@@ -147,7 +147,12 @@ class SnakemakeRecords:
         self._stale: dict[str, str] = {}
 
     def key(self, path: Path) -> str:
-        return os.path.relpath(path, self.workdir)
+        """Snakemake's key of an output: its path as the rule wrote it, relative to the working directory
+        (or absolute, for a `results:` directory given as an absolute path)."""
+        relative = os.path.relpath(path, self.workdir)
+        if relative.startswith("..") or (not self.record(relative) and self.record(str(path))):
+            return str(path)
+        return relative
 
     def record(self, key: str) -> dict | None:
         path = record_path(self.metadata, key)
