@@ -242,12 +242,14 @@ def failed_jobs(workdir: Path) -> list[FailedJob]:
             fields = dict(re.findall(r"^[ \t]+(\w+): (.*)$", match.group(2), re.MULTILINE))
             outputs = [o.strip() for o in fields.get("output", "").split(",") if o.strip()]
             job_logs = [entry.strip() for entry in fields.get("log", "").split("(")[0].split(",") if entry.strip()]
+            # Snakemake's own message (e.g. the SLURM state) where the job's log says nothing
+            message = fields.get("message", "").strip()
             for output in outputs:
-                failed[output] = FailedJob(match.group(1), output, ", ".join(job_logs), "")
+                failed[output] = FailedJob(match.group(1), output, ", ".join(job_logs), "" if message == "None" else message)
     still = []
     for output, job in failed.items():
         if not (workdir / output).exists():
-            job.message = _job_log_message(workdir, job.log.split(", ") if job.log else [])
+            job.message = _job_log_message(workdir, job.log.split(", ") if job.log else []) or job.message[:200]
             still.append(job)
     return still
 
