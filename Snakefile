@@ -4,7 +4,8 @@
                                                    -> gather (all fits) -> report
 
 Run from the repository root: ``snakemake --cores 2`` (demo: M87* 2017), or
-``snakemake --cores 2 --configfile my-campaign.yaml``; on SLURM add ``--profile profiles/gpu-cluster``.
+``snakemake --cores 2 --configfile my-campaign.yaml`` (``vlbicore campaign init DIR`` writes one); on SLURM
+``snakemake --profile gpu-cluster`` after ``vlbicore profile install``.
 Rules call the ``vlbicore`` command line with the Python running Snakemake. See docs/workflow.md.
 """
 from snakemake.utils import min_version

@@ -83,7 +83,7 @@ def test_summary_writes_table_and_plots_in_one_call(m87_store, tmp_path):
     table = pd.read_csv(tmp_path / "table.csv", index_col=0)
     assert "d" in table.index and {"mean", "rhat", "ess_bulk"} <= set(table.columns)
     pngs = sorted(p.stem for p in (tmp_path / "plots").glob("*.png"))
-    assert pngs == ["corner", "image", "residuals", "trace", "uv_coverage"]
+    assert pngs == ["corner", "image", "normalised_residuals", "residuals", "trace", "uv_coverage"]
     assert all(p.stat().st_size > 5000 for p in (tmp_path / "plots").glob("*.png"))
 
 

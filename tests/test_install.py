@@ -38,3 +38,12 @@ def test_simulate_and_fit_from_a_non_editable_install(installed, tmp_path):
     assert fit.returncode == 0, fit.stderr
     d = xr.open_datatree(tmp_path / "ring.zarr", engine="zarr")["posterior"].ds["d"]
     assert 30 < float(d.median()) < 55
+
+
+def test_the_cluster_profile_ships_with_a_non_editable_install(installed, tmp_path):
+    # `vlbicore profile install` needs no repository: the profile is package data
+    done = run(installed, tmp_path, "profile", "install", "--dir", tmp_path / "profiles")
+    assert done.returncode == 0, done.stderr
+    linked = tmp_path / "profiles" / "gpu-cluster" / "config.yaml"
+    assert linked.is_file() and str(linked.resolve()).startswith(str(installed))
+    assert "executor: slurm" in linked.read_text()

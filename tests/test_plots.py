@@ -1,20 +1,31 @@
-"""Per-fit and campaign plots render with the expected panels; the HTML report builds and flags bad fits."""
+"""Per-fit and campaign plots render with the expected panels, units on every axis, angles in degrees and
+contiguous on the circle, the fitted ring on the model image, families of parameters kept apart; the
+HTML report builds and flags bad fits (its content in detail: tests/test_report.py)."""
 import re
 
 import numpy as np
 import pytest
 
 from vlbicore.survey.gather import gather_stores, load_gathered
+from matplotlib.patches import Circle
+
+from synthetic_campaign import write_campaign
 from vlbicore.survey.plots import (
+    best_draw,
     campaign_parameters,
     corner_figure,
     image_figure,
     loo_figure,
+    normalised_residual_figure,
+    normalised_residuals,
     overview_figure,
     parameter_epoch_figure,
+    parameter_panels,
     plot_campaign,
     plot_fit,
+    posterior_series,
     residual_figure,
+    source_tables,
     trace_figure,
     uv_figure,
 )
@@ -68,7 +79,7 @@ def test_model_image_has_east_to_the_left(gathered):
 def test_plot_fit_writes_png_and_svg_of_every_plot(gathered, tmp_path):
     paths = plot_fit(gathered[0][0], tmp_path / "fit")
     stems = sorted({p.stem for p in paths})
-    assert stems == ["corner", "image", "residuals", "trace", "uv_coverage"]
+    assert stems == ["corner", "image", "normalised_residuals", "residuals", "trace", "uv_coverage"]
     assert sorted({p.suffix for p in paths}) == [".png", ".svg"]
     assert _nonempty(paths)
 
@@ -78,7 +89,12 @@ def test_campaign_plots(gathered, tmp_path):
     tables = load_gathered(root / "gather")
     params = campaign_parameters(tables["summary"])
     assert params == ["d", "alpha"]  # the key parameters present, diameter first
-    assert len(parameter_epoch_figure(tables["summary"], tables["fits"]).axes) == len(params)
+    # both models are rings here: their d shares a panel; alpha is no ring parameter (the synthetic stores
+    # add it), so nothing says it means the same in both, and each model's alpha gets its own panel
+    panels = parameter_panels(tables["summary"], tables["fits"])
+    assert panels == [("d", "ring diameter", ["mring", "ring"]), ("alpha", "alpha of mring", ["mring"]),
+                      ("alpha", "alpha of ring", ["ring"])]
+    assert len(parameter_epoch_figure(tables["summary"], tables["fits"]).axes) == len(panels)
     assert len(loo_figure(tables["loo"], tables["fits"]).axes) == 1
     overview = overview_figure(tables["fits"], tables["loo"], tables["problems"])
     assert "1 not converged" in overview.axes[0].get_title()
@@ -99,5 +115,100 @@ def test_report_embeds_plots_and_highlights_non_converged_fits(gathered, tmp_pat
     bad_rows = re.findall(r'<tr class="bad">(.*?)</tr>', page)
     assert any("2017-04-06-hi" in row and "mring" in row and "R-hat 1.200" in row for row in bad_rows)
     assert "not_converged" in page  # listed under Problems
-    linked = re.findall(r'src="(fits/[^"]+\.png)"', page)
-    assert len(linked) == 4 * 5 and all((tmp_path / "report" / p).exists() for p in linked)
+    fit_pages = re.findall(r'<a href="(fits/[^"]+/index\.html)">', page)
+    assert len(set(fit_pages)) == 4
+    for fit_page in set(fit_pages):
+        text = (tmp_path / "report" / fit_page).read_text()
+        images = re.findall(r'src="([^"]+\.png)"', text)
+        assert len(images) == 6 and all((tmp_path / "report" / fit_page).parent.joinpath(i).exists() for i in images)
+
+
+# --------------------------------------------------------------------------------------------------
+# units, degrees, circular wrap, rings, residuals, families (a campaign with units and an angle)
+
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory):
+    return write_campaign(tmp_path_factory.mktemp("angles"), n_draws=80)
+
+
+def _store_of(paths, epoch, model):
+    return next(open_fit_store(p) for p in paths if (open_fit_store(p).attrs["epoch"], open_fit_store(p).attrs["model_name"]) == (epoch, model))
+
+
+def test_every_quantity_axis_states_its_unit(campaign):
+    paths, _ = campaign
+    tree = _store_of(paths, "nan", "1e5")
+    trace = trace_figure(tree)
+    left = trace.axes[0::2]
+    assert [ax.get_ylabel() for ax in left] == ["d (µas)", "alpha (µas)", "offset (dimensionless)", "brightness_PA (deg)"]
+    assert trace.axes[-2].get_xlabel() and trace.axes[-1].get_xlabel()
+    corner = corner_figure(tree)
+    assert {ax.get_xlabel() for ax in corner.axes if ax.get_xlabel()} == {ax.get_ylabel() for ax in trace.axes[0::2]}
+    for figure in (residual_figure(tree), normalised_residual_figure(tree), uv_figure(tree), image_figure(tree)):
+        for ax in figure.axes:
+            if getattr(ax, "_colorbar", None) is not None:  # the colour scale of an image
+                assert "(Jy / pixel)" in ax.get_ylabel()
+            elif ax.get_images() or ax.lines or ax.collections or ax.patches:
+                assert "(" in ax.get_xlabel() and "(" in ax.get_ylabel(), (ax.get_xlabel(), ax.get_ylabel())
+
+
+def test_angle_draws_are_degrees_and_contiguous_across_180(campaign):
+    paths, _ = campaign
+    tree = _store_of(paths, "nan", "1e5")
+    raw = np.asarray(tree["posterior"]["brightness_PA"].values)
+    assert raw.min() < -3 and raw.max() > 3  # stored in radians, on both sides of ±π
+    angle = next(s for s in posterior_series(tree) if s.label == "brightness_PA")
+    assert angle.units == "deg" and np.ptp(angle.draws) < 60 and 170 < np.median(angle.draws) < 190
+
+
+def test_campaign_angle_series_stay_contiguous_and_families_keep_their_own_axes(campaign):
+    _, gather_dir = campaign
+    tables = load_gathered(gather_dir)
+    m87 = source_tables(tables, "M87")
+    panels = parameter_panels(m87["summary"], m87["fits"])
+    assert ("d", "ring diameter", ["1e5"]) in panels and ("d", "outer disk diameter", ["crescent"]) in panels
+    figure = parameter_epoch_figure(m87["summary"], m87["fits"])
+    titles = [ax.get_title(loc="left") for ax in figure.axes]
+    assert "d: ring diameter — 1e5" in titles and "d: outer disk diameter — crescent" in titles
+    angle_axes = figure.axes[[i for i, t in enumerate(titles) if t.startswith("brightness_PA")][0]]
+    assert angle_axes.get_ylabel() == "brightness_PA (deg)"
+    medians = np.concatenate([line.get_ydata() for line in angle_axes.lines if len(line.get_ydata())])
+    # medians +178° and -178° on consecutive epochs: one band around 180°, not two at the plot's edges
+    assert np.ptp(medians) < 20 and 170 < medians.mean() < 190
+    assert all(ax.get_ylabel().endswith(")") for ax in figure.axes)
+
+
+def test_model_image_draws_the_fitted_ring(campaign):
+    paths, _ = campaign
+    tree = _store_of(paths, "nan", "1e5")
+    ax = image_figure(tree).axes[0]
+    circles = [p for p in ax.patches if isinstance(p, Circle)]
+    assert len(circles) == 1
+    assert circles[0].get_radius() == pytest.approx(best_draw(tree)["d"] / 2)
+    assert "ring diameter" in circles[0].get_label() and "94% HDI" in circles[0].get_label()
+
+
+def test_normalised_residuals_are_data_minus_the_predictive_median_over_sigma(campaign):
+    paths, _ = campaign
+    tree = _store_of(paths, "NA", "crescent")
+    observed, predictive = tree["observed_data"].dataset, tree["posterior_predictive"].dataset
+    expected = (observed["lcamp"].values - np.median(predictive["lcamp"].values.reshape(-1, observed.sizes["lcamp_dim"]), axis=0)) \
+        / observed["lcamp_sigma"].values
+    assert normalised_residuals("lcamp", observed, predictive)["residual"] == pytest.approx(expected)
+    # a closure phase near +179° against a model at -179° is 2° off, not 358°
+    shifted = observed.copy()
+    shifted["cphase"] = shifted["cphase"] * 0 + np.deg2rad(179.0)
+    near = predictive.copy()
+    near["cphase"] = near["cphase"] * 0 + np.deg2rad(-179.0)
+    wrapped = normalised_residuals("cphase", shifted, near)["residual"] * observed["cphase_sigma"].values
+    assert np.rad2deg(wrapped) == pytest.approx(np.full(observed.sizes["cphase_dim"], -2.0))
+    figure = normalised_residual_figure(tree)
+    assert len(figure.axes) == 3 * 2 and all(any(line.get_label() == "N(0, 1)" for line in ax.lines) for ax in figure.axes[2::3])
+
+
+def test_campaign_plots_are_drawn_per_source(campaign, tmp_path):
+    _, gather_dir = campaign
+    paths = plot_campaign(gather_dir, tmp_path / "plots", formats=("png",))
+    assert sorted(p.name for p in paths) == sorted(f"{kind}_{source}.png" for kind in ("overview", "parameters_vs_epoch", "loo_comparison")
+                                                   for source in ("3C279", "M87"))

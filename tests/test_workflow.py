@@ -27,6 +27,8 @@ import pytest
 import yaml
 import zarr
 
+from vlbicore.survey.sheet import read_epoch_sheet
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
 SCHEMA = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
@@ -171,8 +173,9 @@ def test_schema_accepts_the_shipped_campaigns():
     for campaign in (demo, TEST_CAMPAIGN):
         jsonschema.Draft202012Validator.check_schema(SCHEMA)
         jsonschema.Draft202012Validator(SCHEMA).validate(campaign)
-    assert len(demo["epochs"]) == 8 and set(demo["models"]) == {"mring1", "thick_mring2", "crescent"}
-    assert all((REPO / epoch["uvfits"]).is_file() for epoch in demo["epochs"] + TEST_CAMPAIGN["epochs"])
+    demo_epochs = read_epoch_sheet(REPO / demo["epochs"])  # the demo's epochs are a sheet (config/epochs.tsv)
+    assert len(demo_epochs) == 8 and set(demo["models"]) == {"mring1", "thick_mring2", "crescent"}
+    assert all((REPO / epoch["uvfits"]).is_file() for epoch in demo_epochs + TEST_CAMPAIGN["epochs"])
     assert set(demo["products"]) == {"cphase", "lcamp"}
 
 
@@ -266,6 +269,7 @@ def test_touching_a_uvfits_file_reruns_nothing(campaign):
     later = time.time() + 60
     os.utime(uvfits, (later, later))
     assert planned_jobs(campaign) == set()
+    assert status_count(vlbicore_status(campaign), "stale") == 0  # the status compares checksums the same way
 
 
 def test_changed_uvfits_content_reruns_only_that_epoch(campaign):
@@ -325,6 +329,48 @@ def test_vlbicore_code_changes_rerun_nothing_until_forced_or_versioned(campaign)
     record = json.loads(record_path.read_text())
     assert repr(importlib.metadata.version("vlbicore")) in record["params"]
     assert record["rule"] == "fit"
+
+
+# --------------------------------------------------------------------------------------------------
+# `vlbicore status` on the same records
+
+
+def vlbicore_status(workdir: pathlib.Path) -> str:
+    result = subprocess.run([sys.executable, "-m", "vlbicore", "status", RESULTS, "--configfile", "config.yaml", "--all"],
+                            cwd=workdir, capture_output=True, text=True, env=_clean_env(), timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def status_count(text: str, state: str) -> int:
+    return int(re.search(rf"^{state}\s+(\d+)", text, re.MULTILINE).group(1))
+
+
+def test_status_tells_failed_never_run_and_stale_fits_as_snakemake_sees_them(campaign):
+    finished = vlbicore_status(campaign)
+    assert [status_count(finished, s) for s in ("done", "failed", "stale", "not run", "started")] == [4, 0, 0, 0, 0]
+
+    # a new epoch whose file is broken: its prepare job fails, so its fits never run
+    config = read_campaign(campaign)
+    (campaign / "data" / "broken.uvfits").write_bytes(b"SIMPLE  =                    T" + b" " * 200)
+    config["epochs"].append(dict(config["epochs"][0], id="broken", uvfits="data/broken.uvfits"))
+    write_campaign(campaign, config)
+    assert snakemake(campaign, "--keep-going", check=False).returncode != 0
+    after_failure = vlbicore_status(campaign)
+    assert status_count(after_failure, "failed") == 1
+    assert re.search(r"^  prepare results/test-campaign/prepared/broken\.npz: vlbicore: error: data/broken\.uvfits: "
+                     r".*\[logs/prepare/broken\.log\]$", after_failure, re.MULTILINE), after_failure
+    assert status_count(after_failure, "not run") == len(MODELS)
+    assert all(f"  broken/{model}" in after_failure for model in MODELS)
+
+    # new content in an epoch's file: exactly the fits Snakemake would rerun for it are stale
+    epochs = config["epochs"]
+    shutil.copyfile(campaign / epochs[1]["uvfits"], campaign / epochs[0]["uvfits"])
+    stale = vlbicore_status(campaign)
+    stale_fits = set(re.findall(r"^  (\S+/\S+): " + re.escape(epochs[0]["uvfits"]) + " changed since", stale, re.MULTILINE))
+    planned_fits = {job.split(":", 1)[1] for job in planned_jobs(campaign) if job.startswith("fit:")}
+    assert stale_fits == {f"{EPOCHS[0]}/{model}" for model in MODELS} == planned_fits - {f"broken/{m}" for m in MODELS}
+    assert status_count(stale, "stale") == len(MODELS)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,23 +1,30 @@
-"""The real vlbicore campaign workflow through `snakemake --profile profiles/gpu-cluster` on a real SLURM.
+"""From a fresh clone to `snakemake --profile gpu-cluster` on a real SLURM, as a new user would go.
 
-One epoch (M87* 2017-04-10 lo) × two models with tiny sampler settings, up to the gather stage: the
-prepare and gather jobs and both fits (one GPU each, as a job array) go through sbatch on the private
-single-node SLURM of ``slurm_cluster``; the stores they write are real vlbicore fit stores.
+The repository's files are copied as a clone has them (tracked and not-ignored files, links kept) into a
+temporary directory; there, with the test environment's vlbicore (the README's install), the user
+installs the profile under its name (``vlbicore profile install``, into a temporary
+``$XDG_CONFIG_HOME``), writes a campaign from a data file (``vlbicore campaign init``, the test
+campaign's tiny sampler settings) and runs ``snakemake --profile gpu-cluster`` from the clone's root:
+the profile found by name, every job through sbatch on the private single-node SLURM of
+``slurm_cluster`` (the fits as one job array, one GPU each), real vlbicore fit stores, gather and
+report. ``vlbicore status`` then reads the finished campaign from the stores and Snakemake's records.
+The only extra flags are the poll interval and latency wait of a local disk (``FAST_POLL_ARGS``).
 """
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from slurm_cluster import (  # noqa: F401  (slurm_cluster is the fixture)
     FAST_POLL_ARGS,
     SlurmCluster,
     gpu_profile_env,
-    run_snakemake_with_profile,
     slurm_cluster,
 )
 from vlbicore.store import open_fit_store
@@ -25,42 +32,87 @@ from vlbicore.store import open_fit_store
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(600)]
 
 REPO = Path(__file__).resolve().parents[1]
-GPU_PROFILE = REPO / "profiles" / "gpu-cluster"
 
 
-def test_campaign_fits_run_as_gpu_jobs_and_write_stores(slurm_cluster: SlurmCluster, tmp_path: Path):
+def fresh_clone(destination: Path) -> Path:
+    """The files a `git clone` of this working tree would have (uncommitted edits included), links kept."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            capture_output=True, check=False)
+    if listed.returncode != 0:
+        pytest.skip(f"not a git checkout, cannot tell a clone's files: {listed.stderr.decode()[:200]}")
+    for name in sorted(set(filter(None, listed.stdout.decode().split("\0")))):
+        source, target = REPO / name, destination / name
+        if not (source.exists() or source.is_symlink()):
+            continue  # deleted in the working tree, not yet committed
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink():
+            target.symlink_to(os.readlink(source))
+        else:
+            target.write_bytes(source.read_bytes())
+    return destination
+
+
+def run(cmd: list[str], cwd: Path, env: dict, timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=timeout)
+
+
+def test_fresh_clone_runs_snakemake_profile_gpu_cluster_on_slurm(slurm_cluster: SlurmCluster, tmp_path: Path):
     cluster = slurm_cluster
-    campaign = yaml.safe_load((REPO / "config" / "test-campaign.yaml").read_text())
-    campaign["epochs"] = [dict(campaign["epochs"][0], uvfits=str(REPO / campaign["epochs"][0]["uvfits"]))]
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(campaign, sort_keys=False))
-    results = campaign["results"]
-    epoch = campaign["epochs"][0]["id"]
-    models = list(campaign["models"])
-    jobs_before = {job.job_id for job in cluster.jobs()}
+    clone = fresh_clone(tmp_path / "vlbicore")
+    assert (clone / "Snakefile").is_file() and (clone / "profiles" / "gpu-cluster" / "config.yaml").is_file()
     env = {k: v for k, v in gpu_profile_env(cluster).items() if k != "XLA_FLAGS"}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")  # the user's ~/.config, kept out of the real home
 
-    result = run_snakemake_with_profile(
-        tmp_path, GPU_PROFILE, targets=[f"{results}/gather"], env=env, timeout_s=540,
-        extra_args=[*FAST_POLL_ARGS, "--snakefile", str(REPO / "Snakefile"), "--configfile=config.yaml"],
-    )
+    # before: Snakemake cannot find a profile by that name (the issue's first complaint)
+    before = run([sys.executable, "-m", "snakemake", "--profile", "gpu-cluster", "--dry-run"], clone, env, 120)
+    assert before.returncode != 0 and "no profile.yaml (or config.yaml) found" in before.stdout
+
+    # the one documented command after the install
+    installed = run([sys.executable, "-m", "vlbicore", "profile", "install"], clone, env, 60)
+    assert installed.returncode == 0, installed.stdout
+    assert (tmp_path / "xdg" / "snakemake" / "gpu-cluster" / "config.yaml").is_file()
+
+    # a campaign from one data file, with the test campaign's tiny sampler settings
+    init = run([sys.executable, "-m", "vlbicore", "campaign", "init",
+                "data/eht-m87-2017/SR1_M87_2017_100_lo_hops_netcal_StokesI.uvfits",
+                "--like", "config/test-campaign.yaml", "--name", "slurm test"], clone, env, 120)
+    assert init.returncode == 0, init.stdout
+    epoch, models, results = "M87_2017-04-10_lo", ["mring1", "crescent"], "results/slurm-test"
+    jobs_before = {job.job_id for job in cluster.jobs()}
+
+    result = run([sys.executable, "-m", "snakemake", "--profile", "gpu-cluster", "--configfile", "campaign.yaml",
+                  *FAST_POLL_ARGS], clone, env, 540)
     log = result.stdout
     assert result.returncode == 0, f"snakemake failed:\n{log[-6000:]}"
+    assert "Using profiles gpu-cluster and workflow specific profile profiles/default" in log
 
-    # the fits were submitted together as one SLURM array, prepare and gather as single jobs
+    # the fits were submitted together as one SLURM array; prepare, summaries, gather, report singly
     arrays = re.findall(r"Submitted array job with Snakemake IDs [\d,]+ and SLURM job ID (\d+)\. "
                         r"The individual task IDs are (\d+)-(\d+)\.", log)
     fit_tasks = {f"{a}_{t}" for a, first, last in arrays for t in range(int(first), int(last) + 1)}
     singles = set(re.findall(r"has been submitted with SLURM jobid (\d+)", log))
-    assert len(fit_tasks) == len(models) and len(singles) == 2, log[-4000:]
+    assert len(fit_tasks) == len(models), log[-4000:]
+    assert len(singles) == 1 + len(models) + 2, log[-4000:]  # prepare, a summary per fit, gather, report
     new_jobs = {job.job_id: job for job in cluster.jobs() if job.job_id not in jobs_before}
     assert set(new_jobs) == fit_tasks | singles
     assert all(job.state == "COMPLETED" for job in new_jobs.values()), new_jobs
     for task in fit_tasks:
         assert cluster.job_details(task)["JOB_GRES"] == f"gpu:{cluster.gpu_type}:1"
+        assert new_jobs[task].partition == cluster.gpu_partition
 
-    # every store is a complete vlbicore fit store, and gather saw them all
+    # every store is a complete vlbicore fit store, gathered, and in the report
     for model in models:
-        tree = open_fit_store(tmp_path / results / "fits" / epoch / f"{model}.zarr")
-        assert tree.attrs["epoch"] == epoch and tree["posterior"].ds.sizes["chain"] == campaign["sampler"]["chains"]
-    fits = pd.read_csv(tmp_path / results / "gather" / "fits.csv")
+        tree = open_fit_store(clone / results / "fits" / epoch / f"{model}.zarr")
+        assert tree.attrs["epoch"] == epoch and tree.attrs["campaign"] == "slurm test"
+        assert tree["posterior"].ds.sizes["chain"] == 2
+    fits = pd.read_csv(clone / results / "gather" / "fits.csv", dtype={"epoch": str, "model": str})
     assert sorted(fits["model"]) == sorted(models)
+    assert (clone / results / "report" / "index.html").is_file()
+
+    # `vlbicore status` reads the finished campaign: every fit done, nothing failed or stale
+    status = run([sys.executable, "-m", "vlbicore", "status", results], clone, env, 120)
+    assert status.returncode == 0, status.stdout
+    assert re.search(rf"^done\s+{len(models)}\b", status.stdout, re.MULTILINE), status.stdout
+    assert re.search(r"^failed\s+0\b", status.stdout, re.MULTILINE), status.stdout
+    assert re.search(r"^stale\s+0\b", status.stdout, re.MULTILINE), status.stdout

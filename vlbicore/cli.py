@@ -1,4 +1,5 @@
-"""The ``vlbicore`` command line: prepare, fit, summary, gather, plot, report, simulate, models.
+"""The ``vlbicore`` command line: prepare, fit, summary, gather, plot, report, status, campaign init,
+profile install, validate-config, simulate, models.
 
 Heavy imports (JAX, ehtim, xarray) happen inside the sub-commands, after the device set-up, so that
 ``--host-devices`` can still shape JAX's CPU backend and ``vlbicore --help`` answers at once. Every
@@ -187,11 +188,41 @@ def cmd_report(args):
     print(write_report(args.gather_dir, args.out, fit_plots_dir=args.fit_plots_dir))
 
 
+def cmd_status(args):
+    from vlbicore.survey.status import campaign_status, format_status
+
+    status = campaign_status(args.results_dir, workdir=args.directory, configfile=args.configfile)
+    print(format_status(status, limit=None if args.all else args.limit))
+
+
 def cmd_validate_config(args):
     from vlbicore.survey.campaign import validate_campaign
 
     validate_campaign(args.config)
     print(f"{args.config}: valid")
+
+
+def cmd_campaign_init(args):
+    from vlbicore.survey.campaign_init import init_campaign
+
+    result = init_campaign(args.files, args.out, sheet_path=args.sheet, name=args.name, like=args.like,
+                           overwrite=args.force)
+    for line in result.skipped:  # one line per file left out, so none disappears unnoticed
+        print(f"vlbicore: {line}", file=sys.stderr)
+    print(f"wrote {result.config} and {result.sheet}: {len(result.epochs)} epoch(s) of "
+          f"{len(result.sources)} source(s) ({', '.join(result.sources)}), {len(result.skipped)} file(s) left out")
+    print(f"next: snakemake --configfile {result.config} --dry-run")
+
+
+def cmd_profile_install(args):
+    from vlbicore.survey.profiles import install_profile
+
+    installed = install_profile(args.name, directory=args.dir, site=args.site, copy=args.copy, force=args.force)
+    if installed.backup:
+        print(f"moved the existing {installed.path} aside to {installed.backup}")
+    verb = {"linked": "linked to", "copied": "copied from", "unchanged": "already links to"}[installed.action]
+    print(f"{installed.path} {verb} {installed.source}")
+    print(f"now: snakemake --profile {installed.name}   (docs/cluster.md: the environment variables it reads)")
 
 
 def cmd_simulate(args):
@@ -263,36 +294,93 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="print nothing on success (no summary, no progress)")
     p.set_defaults(func=cmd_fit)
 
-    p = sub.add_parser("summary", help="print a fit store's parameters, convergence and goodness of fit")
-    p.add_argument("store", help="fit store (Zarr directory) written by `vlbicore fit`")
-    p.add_argument("--csv", help="also write the parameter table as CSV here")
+    text = "print a fit store's parameters, convergence and goodness of fit"
+    p = sub.add_parser("summary", help=text, description=text + ".")
+    p.add_argument("store", metavar="STORE", help="fit store (Zarr directory) written by `vlbicore fit`")
+    p.add_argument("--csv", metavar="FILE.csv", help="also write the parameter table as CSV here")
     p.add_argument("--plots", metavar="DIR", help="also write the per-fit plots (as `vlbicore plot`) into DIR")
-    p.add_argument("--formats", default="png,svg", help="image formats with --plots (default png,svg)")
+    p.add_argument("--formats", default="png,svg", metavar="LIST",
+                   help="image formats with --plots, a comma list of png, svg, pdf (default png,svg)")
     p.set_defaults(func=cmd_summary)
 
-    p = sub.add_parser("gather", help="gather fit stores into cross-epoch tables (xarray + Dask)")
-    p.add_argument("stores", nargs="+", help="fit stores, or @FILE with one store path per line")
-    p.add_argument("--out", required=True, help="directory for the tables and gathered.zarr")
-    p.add_argument("--scheduler", help="address of an existing Dask scheduler (default: a LocalCluster)")
+    text = "gather fit stores into cross-epoch tables and gathered.zarr (xarray + Dask)"
+    p = sub.add_parser("gather", help=text, description=text + "; every store that cannot be gathered is named "
+                                                              "in problems.csv (docs/gather.md).")
+    p.add_argument("stores", nargs="+", metavar="STORE",
+                   help="fit stores (Zarr directories), or @FILE naming one store path per line")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="directory to write summary/fits (CSV + parquet), loo.csv, problems.csv and gathered.zarr")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="address of a running Dask scheduler, e.g. tcp://10.1.2.3:8786 (default: a LocalCluster "
+                        "of min(CPUs, 4) threads in this process)")
     p.add_argument("--loo-weights", default="stacking", choices=["stacking", "pseudo-BMA+"],
                    help="model weights in loo.csv: stacking (default) or pseudo-BMA+ (Bayesian bootstrap)")
     p.set_defaults(func=cmd_gather)
 
-    p = sub.add_parser("plot", help="trace, corner, model image, residual and uv-coverage plots of one fit")
-    p.add_argument("store", help="fit store (Zarr directory) written by `vlbicore fit`")
-    p.add_argument("--out", required=True, help="directory for the figures")
-    p.add_argument("--formats", default="png,svg", help="comma list of image formats (default png,svg)")
+    text = "trace, corner, model image, data-vs-model, normalised residual and uv-coverage plots of one fit"
+    p = sub.add_parser("plot", help=text, description=text + ".")
+    p.add_argument("store", metavar="STORE", help="fit store (Zarr directory) written by `vlbicore fit`")
+    p.add_argument("--out", required=True, metavar="DIR", help="directory to write the figures into")
+    p.add_argument("--formats", default="png,svg", metavar="LIST",
+                   help="image formats, a comma list of png, svg, pdf (default png,svg)")
     p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser("report", help="campaign report (HTML) from a gather directory")
-    p.add_argument("gather_dir", help="directory written by `vlbicore gather`")
-    p.add_argument("--out", required=True, help="directory for index.html and its plots")
-    p.add_argument("--fit-plots-dir", help="link per-fit plots already rendered here (<epoch>/<model>/*.png)")
+    text = "campaign report (HTML) from a gather directory: a section per source, a page per fit"
+    p = sub.add_parser("report", help=text, description=text + ".")
+    p.add_argument("gather_dir", metavar="GATHER_DIR", help="directory written by `vlbicore gather`")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="directory to write index.html, plots/ and fits/<epoch>__<model>/ into")
+    p.add_argument("--fit-plots-dir", metavar="DIR",
+                   help="link the per-fit plots already rendered in DIR/<epoch>/<model>/*.png (the workflow's "
+                        "summary jobs) instead of drawing them (default: drawn for up to 24 fits)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("status", help="one screen of a campaign: done, failed, not converged, not adequate, stale "
+                                      "(from the stores and Snakemake's records)")
+    p.add_argument("results_dir", metavar="RESULTS_DIR", help="the campaign's results directory (config `results:`)")
+    p.add_argument("--directory", metavar="DIR",
+                   help="Snakemake's working directory, holding .snakemake/ (default: the current directory if it "
+                        "has one, else the nearest parent of RESULTS_DIR that does)")
+    p.add_argument("--configfile", metavar="CONFIG.yaml",
+                   help="the campaign config, to also count the fits never run (epochs x models)")
+    p.add_argument("--limit", type=int, default=5, metavar="N", help="fits listed per state (default 5)")
+    p.add_argument("--all", action="store_true", help="list every fit of each state")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("validate-config", help="check a campaign config against the schema and model names")
     p.add_argument("config", help="campaign configuration YAML")
     p.set_defaults(func=cmd_validate_config)
+
+    p = sub.add_parser("campaign", help="campaign set-up: `vlbicore campaign init DIR_OR_GLOB` writes an epoch sheet "
+                                        "and a config from the files' headers")
+    campaign_sub = p.add_subparsers(dest="campaign_command", required=True)
+    p = campaign_sub.add_parser("init", help="epoch sheet + campaign config from a folder or glob of uvfits files")
+    p.add_argument("files", nargs="+", metavar="DIR_OR_GLOB",
+                   help="directories (their *.uvfits/*.uvf files), glob patterns (quote them; ** recurses) or files")
+    p.add_argument("--out", default="campaign.yaml", metavar="CONFIG.yaml",
+                   help="campaign config to write (default campaign.yaml)")
+    p.add_argument("--sheet", metavar="EPOCHS.tsv",
+                   help="epoch sheet to write, .tsv or .csv (default: <config name>-epochs.tsv beside --out)")
+    p.add_argument("--name", metavar="NAME",
+                   help="campaign name recorded in every store (default: the data directory's name)")
+    p.add_argument("--like", metavar="CONFIG.yaml",
+                   help="copy models, products, sampler and resources from this campaign (default: the demo's)")
+    p.add_argument("--force", action="store_true", help="replace an existing config or sheet")
+    p.set_defaults(func=cmd_campaign_init)
+
+    p = sub.add_parser("profile", help="Snakemake profiles shipped with vlbicore: `vlbicore profile install` makes "
+                                       "`snakemake --profile gpu-cluster` work as written")
+    profile_sub = p.add_subparsers(dest="profile_command", required=True)
+    p = profile_sub.add_parser("install", help="put a shipped profile where `snakemake --profile NAME` looks for it")
+    p.add_argument("name", nargs="?", default="gpu-cluster", help="profile to install (default gpu-cluster)")
+    p.add_argument("--dir", metavar="DIR", help="install into DIR instead of Snakemake's user profile directory "
+                                                "($XDG_CONFIG_HOME/snakemake, default ~/.config/snakemake)")
+    p.add_argument("--site", action="store_true",
+                   help="install for every user of this machine (/etc/xdg/snakemake; needs root)")
+    p.add_argument("--copy", action="store_true",
+                   help="copy the profile (to edit it for one site) instead of linking to vlbicore's")
+    p.add_argument("--force", action="store_true", help="move an existing profile of that name aside (to NAME.bak-TIME)")
+    p.set_defaults(func=cmd_profile_install)
 
     p = sub.add_parser("simulate", help="synthetic observation of a model, written as uvfits")
     p.add_argument("--model", required=True, help="ehtim model type name (see `vlbicore models`)")

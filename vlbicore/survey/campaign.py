@@ -3,8 +3,9 @@ and each model's typed fit configuration.
 
 The JSON schema (``workflow/schemas/config.schema.yaml``) catches unknown keys, wrong types and model
 types; what a schema cannot know — which parameter names each model has, so whether ``priors`` and
-``fixed`` name real parameters, and that epoch ids are unique — is checked here. Each problem is one line
-that names the config file and the key path.
+``fixed`` name real parameters, and that epoch ids are unique — is checked here. Each problem is one
+line that names the config file and the key path. The epochs are listed inline or come from an epoch
+sheet (``epochs: config/epochs.tsv``; :mod:`vlbicore.survey.sheet`).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import yaml
 
 from vlbicore.config import CAMPAIGN_DEFAULT_KEYS, FitConfig
 from vlbicore.errors import VlbiError
+from vlbicore.survey.sheet import campaign_epochs, check_epochs  # noqa: F401 (used by the workflow)
 
 # shipped inside the package (an installed vlbicore validates too); workflow/schemas/ links to it
 SCHEMA_PATH = pathlib.Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
@@ -47,15 +49,6 @@ def check_models(config: dict, source: str = "config") -> None:
             raise VlbiError(f"{source}: models.{model_id}: {exc}") from None
 
 
-def check_epochs(config: dict, source: str = "config") -> None:
-    """Epoch ids are unique (a JSON schema cannot say 'unique by id')."""
-    seen = set()
-    for index, epoch in enumerate(config.get("epochs") or []):
-        if epoch["id"] in seen:
-            raise VlbiError(f"{source}: epochs[{index}].id: {epoch['id']!r} is used twice; give every epoch its own id")
-        seen.add(epoch["id"])
-
-
 def schema_problems(config: dict, schema_path: pathlib.Path = SCHEMA_PATH) -> list[str]:
     """One line per schema violation, each naming the key path, e.g. ``models.mring1.ordr`` (empty: valid)."""
     import jsonschema
@@ -83,6 +76,6 @@ def validate_campaign(path: str | pathlib.Path) -> dict:
     problems = schema_problems(config)
     if problems:
         raise VlbiError(f"{path}: " + "; ".join(problems))
-    check_epochs(config, str(path))
+    campaign_epochs(config, str(path))
     check_models(config, str(path))
     return config

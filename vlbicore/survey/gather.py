@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import os
 import warnings
@@ -133,8 +134,19 @@ def _reduce_tree(tree: xr.DataTree, path: Path, problems: list) -> dict[str, Any
              f"{'scans' if loo_result.unit == 'scan' else 'time stamps'} have Pareto k > "
              f"{loo_result.good_k:.2f} (arviz-stats' threshold for {loo_result.n_samples} draws); LOO unreliable there")
         )
+    adequacy = json_attr(tree, "adequacy", {}) or {}
+    posterior = tree["posterior"].dataset
+    for name, stats in params.items():  # units and angle periods travel with the numbers (plots, report)
+        stats["units"] = str(posterior[name].attrs.get("units", ""))
+        stats["period"] = float(posterior[name].attrs.get("period", math.nan))
     return {
         "converged": fit["converged"],
+        # verdicts newer than some stores: None where a store does not record them
+        "adequate": _optional_bool(tree.attrs.get("adequate")),
+        "multimodal": _optional_bool(tree.attrs.get("multimodal")),
+        "adequacy_reasons": "; ".join(map(str, adequacy.get("reasons", []))) if isinstance(adequacy, dict) else "",
+        "campaign": str(tree.attrs.get("campaign", "")),
+        "model_spec": json.dumps(json_attr(tree, "model_spec", {}) or {}, sort_keys=True),
         "reasons": "; ".join(fit["reasons"]),
         "divergences": fit["divergences"],
         "n_samples": fit["n_samples"],
@@ -147,6 +159,10 @@ def _reduce_tree(tree: xr.DataTree, path: Path, problems: list) -> dict[str, Any
         "loo": loo_result,
         "identity": identity,
     }
+
+
+def _optional_bool(value) -> bool | None:
+    return None if value is None else bool(value)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -253,7 +269,9 @@ def _drop_duplicates(records: list[dict]) -> list[dict]:
 def _fits_table(records: list[dict], products: list[str]) -> pd.DataFrame:
     rows = []
     for r in records:
-        row = {k: r[k] for k in ("epoch", "model", "date", "band", "source", "converged", "reasons", "divergences", "n_samples", "n_modes")}
+        row = {k: r[k] for k in ("epoch", "model", "date", "band", "source", "converged", "adequate", "multimodal",
+                                 "reasons", "adequacy_reasons", "divergences", "n_samples", "n_modes", "campaign",
+                                 "model_spec")}
         for kind in products:
             row[f"reduced_chi2_{kind}"] = r["reduced_chi2"].get(kind, math.nan)
             row[f"n_{kind}"] = r["n_data"].get(kind, 0)
@@ -266,9 +284,11 @@ def _summary_table(records: list[dict], fits: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for r in records:
         for name, stats in r["params"].items():
-            rows.append({"epoch": r["epoch"], "model": r["model"], "parameter": name, **{k: stats[k] for k in STAT_COLUMNS}})
-    params = pd.DataFrame(rows, columns=["epoch", "model", "parameter", *STAT_COLUMNS])
-    fit_columns = [c for c in fits.columns if c not in ("reasons", "path")] if len(fits) else ["epoch", "model"]
+            rows.append({"epoch": r["epoch"], "model": r["model"], "parameter": name, **{k: stats[k] for k in STAT_COLUMNS},
+                         "units": stats["units"], "period": stats["period"]})
+    params = pd.DataFrame(rows, columns=["epoch", "model", "parameter", *STAT_COLUMNS, "units", "period"])
+    text_columns = ("reasons", "adequacy_reasons", "model_spec", "path")
+    fit_columns = [c for c in fits.columns if c not in text_columns] if len(fits) else ["epoch", "model"]
     return params.merge(fits[fit_columns], on=["epoch", "model"], how="left") if len(fits) else params
 
 
@@ -300,8 +320,9 @@ def _comparison_table(records: list[dict], method: str) -> tuple[pd.DataFrame, l
 
 
 def _epoch_order(fits: pd.DataFrame) -> list[str]:
-    epochs = fits[["epoch", "date", "band"]].drop_duplicates("epoch")
-    return epochs.sort_values(["date", "band", "epoch"])["epoch"].tolist()
+    """Epochs grouped by source (a campaign may observe several), then by date and band."""
+    epochs = fits[["epoch", "source", "date", "band"]].drop_duplicates("epoch")
+    return epochs.sort_values(["source", "date", "band", "epoch"])["epoch"].tolist()
 
 
 def _gathered_dataset(summary: pd.DataFrame, fits: pd.DataFrame, comparison: pd.DataFrame, products: list[str]) -> xr.Dataset:
@@ -436,9 +457,17 @@ def load_gathered(gather_dir) -> dict[str, pd.DataFrame]:
     tables = {
         "summary": pd.read_parquet(gather_dir / needed["summary"]),
         "fits": pd.read_parquet(gather_dir / needed["fits"]),
-        "loo": pd.read_csv(gather_dir / needed["loo"]),
-        "problems": pd.read_csv(gather_dir / needed["problems"]).fillna(""),
+        "loo": _read_csv_text_ids(gather_dir / needed["loo"], ("epoch", "model")),
+        "problems": _read_csv_text_ids(gather_dir / needed["problems"], PROBLEM_COLUMNS),
     }
-    for name in ("loo",):
-        tables[name]["epoch"] = tables[name]["epoch"].astype(str)
     return tables
+
+
+def _read_csv_text_ids(path: Path, text_columns) -> pd.DataFrame:
+    """A gather CSV with its id/name columns kept as written: an epoch "nan", "NA" or "null" or a model
+    "1e5" must not come back as NaN or a number (pandas' default parsing); the other columns are numbers."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for column in frame.columns:
+        if column not in text_columns:
+            frame[column] = pd.to_numeric(frame[column].mask(frame[column] == ""), errors="coerce")
+    return frame

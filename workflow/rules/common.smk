@@ -13,6 +13,7 @@ from snakemake.utils import validate
 
 try:
     import vlbicore.survey.campaign as campaign
+    import vlbicore.survey.sheet as epoch_sheet
     from vlbicore.errors import VlbiError
 except ImportError:
     raise WorkflowError(
@@ -21,6 +22,7 @@ except ImportError:
     )
 
 SCHEMA_PATH = pathlib.Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+EPOCH_SCHEMA_PATH = pathlib.Path(workflow.basedir) / "workflow" / "schemas" / "epochs.schema.yaml"
 
 # The demo campaign, unless the user gave their own with --configfile (a campaign is one file: it is
 # not merged with the demo, whose epochs and models would otherwise leak into it).
@@ -38,10 +40,29 @@ if _problems:
         + "\n  ".join(_problems)
     )
 validate(config, str(SCHEMA_PATH))
+
+
+def _epoch_entries() -> list:
+    """The epochs: inline in the config, or the rows of the epoch sheet it names (`epochs: FILE.tsv`),
+    read as text and checked row by row against workflow/schemas/epochs.schema.yaml."""
+    if not epoch_sheet.is_sheet(config["epochs"]):
+        campaign.check_epochs(config["epochs"], "config")
+        return config["epochs"]
+    frame = epoch_sheet.read_sheet_frame(config["epochs"])
+    problems = epoch_sheet.sheet_problems(frame, config["epochs"], EPOCH_SCHEMA_PATH)
+    if problems:
+        raise WorkflowError(
+            f"{config['epochs']} does not match {EPOCH_SCHEMA_PATH.relative_to(workflow.basedir)} "
+            "(see docs/workflow.md):\n  " + "\n  ".join(problems)
+        )
+    validate(frame, str(EPOCH_SCHEMA_PATH))  # Snakemake's own check of the sheet (catalog style)
+    return epoch_sheet.records(frame)
+
+
 # What a schema cannot know: unique epoch ids, and whether `priors`/`fixed` name real parameters of
 # each model (the same checks `vlbicore validate-config` runs).
 try:
-    campaign.check_epochs(config, "config")
+    EPOCH_ENTRIES = _epoch_entries()
     campaign.check_models(config, ", ".join(map(str, workflow.configfiles)) or "config")
 except VlbiError as exc:
     raise WorkflowError(str(exc))
@@ -63,7 +84,7 @@ def _vlbicore_version() -> str:
 PYTHON = sys.executable
 VLBICORE_VERSION = _vlbicore_version()
 RESULTS = config["results"].rstrip("/")
-EPOCHS = {epoch["id"]: epoch for epoch in config["epochs"]}
+EPOCHS = {epoch["id"]: epoch for epoch in EPOCH_ENTRIES}
 MODELS = config["models"]
 
 # What a job of each rule may use, unless config `resources.<rule>` says otherwise. `gpu`/`gpu_model`,
