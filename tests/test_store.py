@@ -120,7 +120,7 @@ def test_format_summary_reports_verdict_chi2_and_modes(tmp_path):
     path = write_fit_store(tmp_path / "bad.zarr", **synthetic_fit_inputs(2, converged=False, n_draws=50))
     text = format_summary(path)
     assert "converged: NO - R-hat 1.200 > 1.01 (worst: d)" in text
-    assert "chi2/N: cphase" in text and "(n=30)" in text
+    assert "chi2 cphase n=30: chi2/N" in text and "chi2/(N-p)" in text and "at the best draw" in text
     assert "modes found: 1" in text
     assert "hdi_low" in text and "offset" in text
 

@@ -313,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="address of a running Dask scheduler, e.g. tcp://10.1.2.3:8786 (default: a LocalCluster "
                         "of min(CPUs, 4) threads in this process)")
-    p.add_argument("--loo-weights", default="stacking", choices=["stacking", "pseudo-BMA+"],
+    p.add_argument("--loo-weights", default="stacking", choices=["stacking", "pseudo-BMA+"], metavar="METHOD",
                    help="model weights in loo.csv: stacking (default) or pseudo-BMA+ (Bayesian bootstrap)")
     p.set_defaults(func=cmd_gather)
 

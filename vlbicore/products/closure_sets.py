@@ -128,7 +128,7 @@ class ClosureProduct(Product):
             return cls.common_block_density(arrays, predicted, variance)
         closure_variance = jnp.sum(jnp.where(arrays["leg_mask"], variance, 0.0), axis=-1)
         # padded closures have no legs: a unit variance keeps their (masked) density and its gradient finite
-        closure_variance = jnp.where(arrays["mask"], closure_variance, 1.0)
+        closure_variance = jnp.where(jnp.any(arrays["leg_mask"], axis=-1), closure_variance, 1.0)
         return cls.independent_density(arrays, predicted, closure_variance)
 
     @staticmethod
