@@ -228,7 +228,7 @@ def test_composite_model_from_yaml(tmp_path):
     vlbicore_cli("fit", m87_file(100, "lo"), "--model", spec, "--products", "amp,cphase", "--chains", 2,
                  "--warmup", 50, "--samples", 50, "--starts", 8, "--out", out, "--quiet")
     post = xr.open_datatree(out, engine="zarr")["posterior"].ds
-    assert {"ring.d", "ring.beta1_re", "jet.FWHM_maj", "jet.F0"} <= set(post.data_vars)
+    assert {"ring.d", "ring.beta1_re", "jet.FWHM_maj", "total_flux", "jet.flux_fraction", "jet.F0"} <= set(post.data_vars)
 
 
 def test_a_ring_fitted_to_a_jet_is_not_adequate(tmp_path):

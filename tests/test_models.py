@@ -175,7 +175,8 @@ def test_modifiers_agree_with_closed_forms():
 
 
 def test_sum_of_named_components():
-    model = build_model({"components": {"ring": {"type": "mring", "order": 1}, "jet": {"type": "gauss"}}})
+    model = build_model({"components": {"ring": {"type": "mring", "order": 1}, "jet": {"type": "gauss"}},
+                         "flux": "components"})
     assert model.names[:2] == ("ring.F0", "ring.d") and "jet.FWHM_maj" in model.names
     p = {q.name: 0.5 * (q.low + q.high) for q in model.params}
     u, v = jnp.asarray(U_REF), jnp.asarray(V_REF)
@@ -187,11 +188,41 @@ def test_sum_of_named_components():
     assert set(model.derived(p)) == {"ring.beta1_abs", "ring.beta1_arg", "ring.brightness_PA"}
     again = build_model(json.loads(json.dumps(model.spec)))  # the normalised spec rebuilds the same model
     assert again.params == model.params and again.name == model.name
-    direct = Sum.of({"ring": Shifted(MRing(1)), "jet": Shifted(Gaussian())})
+    direct = Sum.of({"ring": Shifted(MRing(1)), "jet": Shifted(Gaussian())}, "components")
     assert direct.params == model.component.params
     pinned = build_model({"components": {"ring": {"type": "ring", "fixed": {"x0": 0.0, "y0": 0.0}},
-                                         "jet": {"type": "gauss", "fixed": {"F0": 0.1}}}})
+                                         "jet": {"type": "gauss", "fixed": {"F0": 0.1}}}, "flux": "components"})
     assert pinned.closure_invariant_params() == ()  # position and flux scale already pinned
+
+
+def test_a_sum_is_a_total_flux_and_fractions_labelled_as_such():
+    """By default a sum's fluxes are one total flux (Jy) and dimensionless fractions, so a closure fit, which
+    pins the flux scale, still fits a fraction with a [0, 1] prior rather than a ratio labelled Jy."""
+    spec = {"components": {"ring": {"type": "mring", "order": 1}, "jet": {"type": "gauss"}}}
+    model = build_model(spec)
+    by_name = {q.name: q for q in model.params}
+    assert "ring.F0" not in by_name and "jet.F0" not in by_name
+    assert (by_name["total_flux"].unit, by_name["jet.flux_fraction"].unit) == ("Jy", "1")
+    assert (by_name["jet.flux_fraction"].low, by_name["jet.flux_fraction"].high) == (0.0, 1.0)
+    p = {q.name: 0.5 * (q.low + q.high) for q in model.params}
+    p.update({"total_flux": 0.8, "jet.flux_fraction": 0.25})
+    u, v = jnp.asarray(U_REF), jnp.asarray(V_REF)
+    old = build_model({**spec, "flux": "components"})
+    as_components = {**{k: x for k, x in p.items() if k in old.names}, "ring.F0": 0.6, "jet.F0": 0.2}
+    np.testing.assert_allclose(model.visibility(p, u, v), old.visibility(as_components, u, v), atol=1e-14)
+    derived = model.derived(p)
+    assert float(derived["ring.F0"]) == pytest.approx(0.6) and float(derived["jet.F0"]) == pytest.approx(0.2)
+    assert model.variable_attrs()["jet.F0"]["units"] == "Jy"
+    # closure products pin the total flux; the fraction stays a free, dimensionless parameter
+    from vlbicore.config import FitConfig
+    closures = FitConfig.from_dict({"model": spec, "products": ["cphase", "lcamp"]}).sky_model
+    assert closures.fixed["total_flux"] == 1.0 and "jet.flux_fraction" in closures.names
+    # three components: stick-breaking shares; the fluxes sum to the total
+    three = build_model({"components": {"a": "point", "b": "point", "c": "point"}})
+    fluxes = three.component.component_fluxes({"total_flux": 2.0, "b.flux_fraction": 0.5, "c.flux_fraction": 0.5})
+    assert fluxes == pytest.approx({"a": 0.5, "b": 1.0, "c": 0.5})
+    with pytest.raises(VlbiError, match="jet.F0 is not a parameter .* flux: components"):
+        build_model({"components": {"ring": "ring", "jet": {"type": "gauss", "fixed": {"F0": 0.1}}}})
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 from vlbicore.errors import VlbiError
 from vlbicore.inference.settings import SamplerSettings
 from vlbicore.likelihood.noise import TERMS, NoiseModel
-from vlbicore.models import SkyModel, build_model
+from vlbicore.models import SkyModel, build_model, is_flux_scale
 from vlbicore.products import AMP_LIKELIHOODS, PRODUCT_KINDS, check_product_set
 
 # keys of one fit configuration (what --config / --fit-json hold, and what a campaign model may set)
@@ -146,7 +146,7 @@ class FitConfig:
     def model_spec(self) -> dict:
         """Model spec with the fit-level ``priors``/``fixed`` folded in, and the parameters the data products
         cannot see pinned: the absolute position (x0, y0 -> 0 µas) unless complex visibilities are fitted
-        (amplitudes and closure phases are blind to a shift), and the total flux (F0 -> 1 Jy) when only
+        (amplitudes and closure phases are blind to a shift), and the total flux (F0, or a sum's total_flux, -> 1 Jy) when only
         closures are fitted. A flat direction would otherwise send NUTS on long, useless trajectories."""
         spec = dict(self.model)
         priors = {k: v for k, v in self.priors.items() if not k.startswith(NOISE_PREFIX)}
@@ -155,7 +155,7 @@ class FitConfig:
         fixed = {**spec.get("fixed", {}), **{k: v for k, v in self.fixed.items() if not k.startswith(NOISE_PREFIX)}}
         products = set(self.products)
         for name in build_model({**spec, "fixed": fixed}).closure_invariant_params():
-            is_flux = name.split(".")[-1] == "F0"
+            is_flux = is_flux_scale(name)
             sees_it = bool(products & {"amp", "vis"}) if is_flux else "vis" in products
             if not sees_it:
                 fixed.setdefault(name, 1.0 if is_flux else 0.0)

@@ -14,11 +14,11 @@ from vlbicore.models.ehtim_types import (MAX_MRING_ORDER, MODEL_TYPES, MODIFIERS
                                          visibility)
 from vlbicore.models.modifiers import Convolved, Rotated, Shifted, Stretched, Sum
 from vlbicore.models.params import Param
-from vlbicore.models.sky_model import SkyModel, build_model, describe_models
+from vlbicore.models.sky_model import SkyModel, build_model, describe_models, is_flux_scale
 
 __all__ = [
     "MAX_MRING_ORDER", "MODEL_TYPES", "MODIFIERS", "MRING_TYPES", "BlurredDisk", "CircularGaussian", "Component",
     "Convolved", "Crescent", "Disk", "Gaussian", "MRing", "Param", "Point", "Ring", "Rotated", "Shifted",
-    "SkyModel", "Stretched", "Sum", "ThickMRing", "ThickRing", "build_model", "component_for_type",
+    "SkyModel", "Stretched", "Sum", "ThickMRing", "ThickRing", "build_model", "component_for_type", "is_flux_scale",
     "describe_models", "visibility",
 ]

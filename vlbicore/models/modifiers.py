@@ -4,7 +4,13 @@
 * ``Stretched``: V_inner(S(u, v)), S stretching by ``stretch`` along ``stretch_PA``; flux unchanged.
 * ``Rotated``: V_inner(R(−rotation)(u, v)); a feature at PA φ moves to φ + ``rotation``.
 * ``Convolved``: V_inner · (visibility of a unit-flux circular Gaussian of FWHM ``blur``).
-* ``Sum``: named components added; a component's parameter ``q`` is called ``<name>.q``.
+* ``Sum``: named components added; a component's parameter ``q`` is called ``<name>.q``. By default
+  (``flux="fractions"``) the components' own fluxes are replaced by one ``total_flux`` (Jy) and, for every
+  component but the first, a ``<name>.flux_fraction`` (dimensionless): with two components it is that
+  component's share of the total and the first holds the rest; with more it is the share of the flux the
+  components before it (but the first) left over (stick-breaking), and the first holds what remains.
+  Closure data fix no flux scale, so a closure fit pins ``total_flux`` and the fractions keep their meaning.
+  ``flux="components"`` keeps one ``<name>.F0`` (Jy) per component instead.
 
 A modifier adds its own parameters to those of the component it wraps and never changes their meaning;
 wrapping one component twice with the same modifier is refused.
@@ -115,6 +121,7 @@ class Sum(Component):
     """Sum of named components; a component's parameter ``q`` is called ``<name>.q``."""
 
     components: tuple[tuple[str, Component], ...]
+    flux: str = "fractions"
     kind = "sum"
 
     def __post_init__(self):
@@ -126,20 +133,65 @@ class Sum(Component):
                 raise VlbiError(f"model: component name {name!r} must be a plain identifier (letters, digits, _)")
         if len(set(names)) != len(names):
             raise VlbiError(f"model: component names {names} repeat; give each component its own name")
+        if self.flux not in SUM_FLUX_FORMS:
+            raise VlbiError(f"model: a sum's flux is {self.flux!r}; use one of {', '.join(SUM_FLUX_FORMS)}")
+        if self.uses_fractions and any("F0" not in comp.param_names for _, comp in self.components):
+            raise VlbiError("model: flux: fractions needs every component to have a flux F0; use flux: components")
 
     @classmethod
-    def of(cls, components: Mapping[str, Component]) -> "Sum":
-        return cls(tuple(components.items()))
+    def of(cls, components: Mapping[str, Component], flux: str = "fractions") -> "Sum":
+        return cls(tuple(components.items()), flux)
+
+    @property
+    def uses_fractions(self) -> bool:
+        """Whether the sum is parameterised by a total flux and flux fractions (see the module head)."""
+        return self.flux == "fractions" and len(self.components) > 1
 
     @property
     def params(self):
-        return tuple(q.renamed(f"{name}.{q.name}") for name, comp in self.components for q in comp.params)
+        if not self.uses_fractions:
+            return tuple(q.renamed(f"{name}.{q.name}") for name, comp in self.components for q in comp.params)
+        n = len(self.components)
+        out = [TOTAL_FLUX]
+        for k, (name, comp) in enumerate(self.components):
+            for q in comp.params:
+                if q.name != "F0":
+                    out.append(q.renamed(f"{name}.{q.name}"))
+                elif k > 0:
+                    out.append(_fraction_param(name, two=n == 2))
+        return tuple(out)
+
+    def component_fluxes(self, p) -> dict:
+        """``{name: F0}`` (Jy) of every component; JAX or NumPy values (draws work too)."""
+        if not self.uses_fractions:
+            return {name: p[f"{name}.F0"] for name, _ in self.components}
+        left = 1.0
+        fluxes = {}
+        for name, _ in self.components[1:]:
+            share = p[f"{name}.flux_fraction"]
+            fluxes[name] = p["total_flux"] * left * share
+            left = left * (1.0 - share)
+        first = self.components[0][0]
+        return {first: p["total_flux"] * left, **fluxes}
 
     def visibility(self, p, u, v):
+        fluxes = self.component_fluxes(p) if self.uses_fractions else {}
         total = None
         for name, comp in self.components:
             prefix = name + "."
             local = {k[len(prefix):]: val for k, val in p.items() if k.startswith(prefix)}
+            if name in fluxes:
+                local["F0"] = fluxes[name]
             term = comp.visibility(local, u, v)
             total = term if total is None else total + term
         return total
+
+
+SUM_FLUX_FORMS = ("fractions", "components")
+TOTAL_FLUX = Param("total_flux", "Jy", "total flux density of the sum of components", 0.01, 5.0)
+
+
+def _fraction_param(name: str, *, two: bool) -> Param:
+    meaning = (f"fraction of the total flux in component {name} (the first component holds the rest)" if two else
+               f"share of the flux left by the components before {name} (but the first) that {name} holds")
+    return Param(f"{name}.flux_fraction", "1", meaning, 0.0, 1.0)

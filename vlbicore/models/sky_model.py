@@ -73,7 +73,7 @@ class SkyModel:
         """
         free = set(self.names)
         all_names = [q.name for q in self.component.params]
-        fluxes = [n for n in all_names if n.split(".")[-1] == "F0"]
+        fluxes = [n for n in all_names if is_flux_scale(n)]
         prefixes = [n[: -len("x0")] for n in all_names if n.split(".")[-1] == "x0"]
         out = []
         if fluxes and all(f in free for f in fluxes):
@@ -99,6 +99,9 @@ class SkyModel:
                 out[f"{prefix}beta{k}_arg"] = jnp.arctan2(im, re)
                 if k == 1:
                     out[f"{prefix}brightness_PA"] = jnp.arctan2(-im, re)
+        if isinstance(self.component, Sum) and self.component.uses_fractions:
+            for name, flux in self.component.component_fluxes(full).items():
+                out[f"{name}.F0"] = flux
         return out
 
     def variable_attrs(self) -> dict[str, dict]:
@@ -109,6 +112,10 @@ class SkyModel:
                 out[f"{prefix}beta{k}_abs"] = {"units": "1"}
                 out[f"{prefix}beta{k}_arg"] = {"units": "rad", "period": 2 * math.pi}
             out[f"{prefix}brightness_PA"] = {"units": "rad", "period": 2 * math.pi}
+        if isinstance(self.component, Sum) and self.component.uses_fractions:
+            for name, _ in self.component.components:
+                out[f"{name}.F0"] = {"units": "Jy", "meaning": f"flux density of component {name} "
+                                     "(total_flux × its fraction; relative when total_flux is pinned)"}
         return out
 
     def image(self, p: Mapping[str, Any], fov_uas: float = 160.0, npix: int = 128, blur_uas: float | None = None):
@@ -149,7 +156,12 @@ def _mring_orders(component: Component, prefix: str = ""):
 
 
 _SPEC_KEYS = {"type", "order", "modifiers", "fixed", "priors", "name"}
-_SUM_KEYS = {"components", "fixed", "priors", "name"}
+_SUM_KEYS = {"components", "fixed", "priors", "name", "flux"}
+
+
+def is_flux_scale(name: str) -> bool:
+    """Whether parameter ``name`` is a flux density (Jy) that sets the scale of the image."""
+    return name == "total_flux" or name.split(".")[-1] == "F0"
 
 
 def _normalise_single(spec, where: str) -> dict:
@@ -234,7 +246,15 @@ def build_model(spec) -> SkyModel:
         if not isinstance(spec["components"], Mapping) or not spec["components"]:
             raise VlbiError("model spec.components: expected a non-empty mapping of name to component spec")
         parts = {str(n): _normalise_single(s, f"model spec.components.{n}") for n, s in spec["components"].items()}
-        component = Sum.of({n: component_for_type(s["type"], s.get("order", 1), tuple(s.get("modifiers", ()))) for n, s in parts.items()})
+        flux = str(spec.get("flux", "fractions"))
+        component = Sum.of({n: component_for_type(s["type"], s.get("order", 1), tuple(s.get("modifiers", ()))) for n, s in parts.items()},
+                           flux)
+        if component.uses_fractions:
+            named = [f"{n}.F0" for n, s in parts.items() if "F0" in s["fixed"] or "F0" in s["priors"]]
+            named += [k for k in (*spec.get("fixed", {}), *spec.get("priors", {})) if str(k).endswith(".F0")]
+            if named:
+                raise VlbiError(f"model spec: {', '.join(named)} is not a parameter of a sum with flux: fractions "
+                                "(its fluxes are total_flux and <name>.flux_fraction); set those, or add flux: components")
         fixed = {f"{n}.{k}": val for n, s in parts.items() for k, val in s["fixed"].items()}
         priors = {f"{n}.{k}": box for n, s in parts.items() for k, box in s["priors"].items()}
         fixed.update(_float_map(spec.get("fixed", {}), "model spec.fixed"))
@@ -248,6 +268,8 @@ def build_model(spec) -> SkyModel:
         normal["fixed"] = _float_map(spec.get("fixed", {}), "model spec.fixed")
         normal["priors"] = _prior_map(spec.get("priors", {}), "model spec.priors")
         normal["name"] = name
+        if flux != "fractions":
+            normal["flux"] = flux
         return SkyModel(name=name, spec=json.loads(json.dumps(normal)), component=component, params=free, fixed=fixed)
     single = _normalise_single(spec, "model spec")
     component = component_for_type(single["type"], single.get("order", 1), tuple(single.get("modifiers", ())))

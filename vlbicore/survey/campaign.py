@@ -22,7 +22,7 @@ SCHEMA_PATH = pathlib.Path(__file__).resolve().parents[1] / "schemas" / "config.
 
 
 # Keys of a campaign model entry that describe the sky model itself (the rest are fit settings).
-MODEL_SPEC_KEYS = ("type", "order", "modifiers", "components")
+MODEL_SPEC_KEYS = ("type", "order", "modifiers", "components", "flux")
 
 
 def fit_layers(config: dict, model_id: str) -> list[tuple[dict, str]]:
