@@ -68,6 +68,29 @@ def test_store_is_arviz_shaped_with_provenance_and_fit_quality(m87_store):
     assert 39 < float(post["d"].median()) < 47
 
 
+def test_defaults_closure_covariance_and_chi2_at_the_best_draw(m87_store):
+    """Closure covariance is on by default; χ² is labelled χ²/N and χ²/(N − p) and is evaluated at the
+    draw of highest posterior density (recomputed here from that draw's stored predictions)."""
+    tree = xr.open_datatree(m87_store, engine="zarr")
+    assert tree.attrs["covariance"] is True and json.loads(tree.attrs["snr_cut"]) == {"lcamp": 3.0}
+    gof = tree["diagnostics"].ds
+    lp = tree["sample_stats"].ds["lp"].values.reshape(-1)
+    best = int(np.argmax(lp))
+    from vlbicore.likelihood import reduced_chi_squared_of
+    from vlbicore.pipeline import prepare_products
+
+    # the products the fit used (from the store's own configuration), and the predictions of the best draw
+    products = prepare_products(m87_file(101, "lo"), FitConfig.from_dict(json.loads(tree.attrs["fit_config"])))[1]
+    predicted = tree["posterior_predictive"].ds
+    at_best = {kind: predicted[kind].values.reshape(lp.size, -1)[best] for kind in ("cphase", "lcamp")}
+    p = int(tree.attrs["n_parameters"])
+    for kind, (chi2_per_n, n) in reduced_chi_squared_of(products, at_best).items():
+        row = gof.sel(product=kind)
+        assert float(row["reduced_chi2"]) == pytest.approx(chi2_per_n, rel=1e-3)
+        assert float(row["reduced_chi2_dof"]) == pytest.approx(chi2_per_n * n / (n - p), rel=1e-3)
+        assert int(row["n_data"]) == n and n == tree["observed_data"].ds[kind].size
+
+
 def test_summary_reports_convergence_modes_and_goodness_of_fit(m87_store):
     text = vlbicore_cli("summary", m87_store).stdout
     assert "converged:" in text and "adequate:" in text and "multimodal:" in text and "chi2/N" in text and "chi2/(N-p)" in text
@@ -111,6 +134,9 @@ def test_existing_store_is_refused_unless_overwrite(m87_store):
     (["--model", "mring", "--config", "/nonexistent/fit.yaml"], "fit.yaml"),
     (["--model", "mring", "--fit-json", '{"priors": {"diameter": [1, 2]}}'], "diameter"),
     (["--model", "mring", "--fit-json", '{"sampler": {"target_accept": 2}}'], "target_accept"),
+    # product sets that count the same data twice are refused, naming the valid sets
+    (["--model", "mring", "--products", "amp,lcamp"], "amp+cphase"),
+    (["--model", "mring", "--products", "vis,cphase"], "same data twice"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, args, message):
     proc = vlbicore_cli("fit", m87_file(100, "lo"), "--out", tmp_path / "x.zarr", *args, check=False)
@@ -163,26 +189,58 @@ def test_simulated_parameters_are_recovered_with_calibrated_intervals(tmp_path):
     assert np.mean(inside) >= 0.8, inside
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("day", [95, 96, 100, 101])
-@pytest.mark.parametrize("band", ["lo", "hi"])
-def test_m87_ring_diameter_matches_published_42_pm_3_uas(tmp_path, day, band):
-    """EHT 2019 Paper VI: 42 ± 3 µas. Closure phases + log closure amplitudes (immune to station gains),
-    the default fit (non-closing term fitted, closure covariance); thick m-ring m = 2 (m = 1 is not adequate
-    on the 2017-04-10/11 files: it needs a non-closing term of ~17 % and then drifts to ~46 µas); the seed
-    differs per file, and every chain must sit in the one global mode."""
-    seed = day * 10 + (band == "hi")
+M87_FILES = [(day, band) for day in (95, 96, 100, 101) for band in ("lo", "hi")]
+
+
+@pytest.fixture(scope="module")
+def m87_batch():
+    """The default fit (thick m-ring m = 2, closure phases + log closure amplitudes, non-closing term,
+    closure covariance) of all 8 shipped files, as one batch of posteriors in one program (fit_many); each
+    posterior is seeded as its lone fit would be with ``seed``."""
+    from vlbicore.inference.fit import fit_many
+    from vlbicore.pipeline import prepare_products
+
     config = FitConfig.from_dict({"model": {"type": "thick_mring", "order": 2}, "products": ["cphase", "lcamp"],
-                                  "sampler": {**SMALL, "seed": seed}})
-    store = run_fit(m87_file(day, band), config, tmp_path / "fit.zarr")
-    tree = xr.open_datatree(store, engine="zarr")
-    d = tree["posterior"].ds["d"].values
-    assert 39.0 <= np.median(d) <= 45.0
-    chain_medians = np.median(d, axis=1)
-    assert np.ptp(chain_medians) < 1.5, chain_medians  # all chains in one mode
-    modes = json.loads(json.dumps(tree["diagnostics"].ds["mode_lp"].values.tolist()))
-    assert modes[0] == max(modes)
-    assert "chains disagree" not in tree.attrs["convergence"]
+                                  "sampler": SMALL})
+    products = [prepare_products(m87_file(day, band), config)[1] for day, band in M87_FILES]
+    seeds = [day * 10 + (band == "hi") for day, band in M87_FILES]
+    return fit_many(products, config.sky_model, config.sampler, config.noise_model, seeds=seeds)
+
+
+@pytest.mark.slow
+def test_m87_ring_diameter_matches_published_42_pm_3_uas(m87_batch):
+    """EHT 2019 Paper VI: 42 ± 3 µas, on every one of the 8 files. Thick m-ring m = 2 (m = 1 is not adequate
+    on the 2017-04-10/11 files: it needs a non-closing term of ~17 % and then drifts to ~46 µas); every chain
+    must sit in the one global mode."""
+    for (day, band), result in zip(M87_FILES, m87_batch):
+        d = result.posterior["d"]
+        assert 39.0 <= np.median(d) <= 45.0, (day, band, np.median(d))
+        chain_medians = np.median(d, axis=1)
+        assert np.ptp(chain_medians) < 1.5, (day, band, chain_medians)  # all chains in one mode
+        assert result.modes[0]["lp"] == max(m["lp"] for m in result.modes)
+        assert not any("chains disagree" in r for r in result.convergence["reasons"]), result.convergence
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "known defect, open in issue 13: the default fit's per-file intervals of d are still too narrow on real "
+    "M87* data. Measured (SMALL sampler, 2026-12-03): medians 41.68 41.29 42.29 42.63 43.24 44.76 43.46 "
+    "43.14 µas (95 lo, hi ... 101 hi), sds 0.39 0.41 0.24 0.23 0.64 0.40 0.06 0.05; χ² 91 for 7 dof; "
+    "101 lo and hi, the same minutes of the same source, differ by 0.32 µas = 4 combined sds"))
+def test_m87_ring_does_not_change_in_a_week(m87_batch):
+    """Physics check: M87*'s ring does not change its diameter between 2017-04-05 and 04-11, so the 8
+    per-file diameters must agree within their own intervals: χ² of the posterior medians about their
+    inverse-variance mean, with each file's posterior sd, is not improbably large (p > 0.001 for 7 degrees of
+    freedom), and the intervals are honest, not the ±0.04 µas of thermal-only fits (sd ≥ 0.3 µas)."""
+    from scipy import stats
+
+    medians = np.array([np.median(r.posterior["d"]) for r in m87_batch])
+    sds = np.array([np.std(r.posterior["d"]) for r in m87_batch])
+    weights = 1 / sds**2
+    mean = np.sum(weights * medians) / np.sum(weights)
+    chi2 = float(np.sum(weights * (medians - mean) ** 2))
+    assert stats.chi2.sf(chi2, len(medians) - 1) > 1e-3, (medians.round(2), sds.round(2), chi2)
+    assert np.all(sds >= 0.3), sds
 
 
 def test_prior_that_excludes_the_data_is_flagged(tmp_path):
