@@ -33,17 +33,16 @@ RAD_PER_UAS = np.pi / 180 / 3600 / 1e6
 
 def ours(products_kinds, chains, warmup, samples, dtype="float64"):
     from vlbicore.config import FitConfig
-    from vlbicore.data import load_observation
     from vlbicore.inference import fit
-    from vlbicore.products import build_products
+    from vlbicore.pipeline import prepare_products
 
+    # the default fit, as `vlbicore fit` runs it: default noise model, closure covariance, SNR cut
     config = FitConfig.from_dict({"model": {"type": "thick_mring", "order": 1}, "products": list(products_kinds),
                                   "sampler": {"chains": chains, "warmup": warmup, "samples": samples, "seed": 0,
                                               "dtype": dtype}})
-    obs = load_observation(DATA)
-    products = build_products(obs, config.products, covariance=config.covariance)
+    _, products, _ = prepare_products(DATA, config)
     t0 = time.perf_counter()
-    result = fit(products, config.sky_model, config.sampler)
+    result = fit(products, config.sky_model, config.sampler, config.noise_model)
     wall = time.perf_counter() - t0
     ess = min(result.diagnostics["ess_bulk"].values())
     return {
@@ -52,6 +51,8 @@ def ours(products_kinds, chains, warmup, samples, dtype="float64"):
         "ess_min": ess,
         "ess_per_s": ess / wall,
         "d": float(np.median(result.posterior["d"])),
+        "d_sd": float(np.std(result.posterior["d"])),
+        "noise": {k: float(np.median(v)) for k, v in result.posterior.items() if k.startswith("noise.")},
         "n_data": {k: p.n for k, p in products.items()},
         "timings": result.timings,
         "converged": result.convergence["converged"],
