@@ -147,3 +147,8 @@ def test_gather_writes_tables_and_plots(calibration):
     assert set(coverage.level) == {0.5, 0.68, 0.95} and (coverage.n == 20).all()
     assert (coverage.ci_low <= coverage.rate).all() and (coverage.rate <= coverage.ci_high).all()
     assert written["ecdf_mring1"].stat().st_size > 10_000 and written["coverage_mring1"].is_file()
+    from vlbicore.survey.report import calibration_section
+
+    section = calibration_section(out / "gathered")
+    assert "Simulation-based calibration" in section and section.count("data:image/png;base64") == 2
+    assert section.count("<tr") == len(coverage) + 1  # one row per parameter and level, plus the header

@@ -420,3 +420,47 @@ def test_run_killed_mid_fit_is_finished_by_the_next_plain_run(campaign):
     assert planned_jobs(campaign) == set()
     assert zarr.open_group(store(campaign, epoch, model), mode="r").attrs["epoch"] == epoch
     assert (campaign / RESULTS / "summary" / epoch / f"{model}.csv").is_file()
+
+
+# --------------------------------------------------------------------------------------------------
+# calibration mode
+
+
+def test_calibration_mode_runs_batches_gathers_and_reaches_the_report(tmp_path):
+    """`calibration:` adds calibrate jobs (model × batch) and a gather to `all` and feeds the report;
+    `snakemake calibration` runs them for real: one batch table per job, the gathered coverage table."""
+    workdir = tmp_path / "campaign"
+    campaign = new_campaign(workdir)
+    campaign["calibration"] = {"like": campaign["epochs"][0]["uvfits"], "models": ["mring1"], "n_simulations": 4,
+                               "batch_size": 2, "truths": {"d": [38, 46]}, "seed": 1}
+    write_campaign(workdir, campaign)
+    planned = planned_jobs(workdir)
+    assert {"calibrate:mring1/0", "calibrate:mring1/1", "calibration_gather", "report"} <= planned
+    assert not any(job.startswith("calibrate:crescent") for job in planned)
+    campaign["calibration"].update(n_simulations=3, batch_size=3)
+    write_campaign(workdir, campaign)
+    snakemake(workdir, "calibration")
+    table = workdir / RESULTS / "calibration" / "batches" / "mring1" / "0.csv"
+    gathered = workdir / RESULTS / "calibration" / "gathered"
+    import pandas as pd
+
+    frame = pd.read_csv(table)
+    assert sorted(frame.simulation.unique()) == [0, 1, 2] and "d" in set(frame.parameter)
+    assert ((frame.truth[frame.parameter == "d"] >= 38) & (frame.truth[frame.parameter == "d"] <= 46)).all()
+    coverage = pd.read_csv(gathered / "coverage.csv")
+    assert set(coverage.level) == {0.5, 0.68, 0.95} and (coverage.n == 3).all()
+    assert (gathered / "plots" / "ecdf_mring1.png").is_file()
+    assert (workdir / "benchmarks" / "calibrate" / "mring1" / "0.tsv").is_file()
+
+
+def test_calibration_truths_must_name_free_parameters(tmp_path):
+    workdir = tmp_path / "campaign"
+    campaign = new_campaign(workdir)
+    campaign["calibration"] = {"like": campaign["epochs"][0]["uvfits"], "truths": {"d": [38, 46]}}
+    write_campaign(workdir, campaign)  # crescent has a d too; mring1 and crescent both fine
+    snakemake(workdir, "--dry-run")
+    campaign["calibration"]["truths"] = {"beta1_re": [-0.1, 0.1]}  # crescent has no beta1_re
+    write_campaign(workdir, campaign)
+    result = snakemake(workdir, "--dry-run", check=False)
+    assert result.returncode != 0
+    assert "calibration.truths.beta1_re: not a free parameter of models.crescent" in result.stdout + result.stderr
