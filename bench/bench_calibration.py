@@ -13,7 +13,8 @@ Prints per parameter the coverage of the 50 / 68 / 95 % intervals with Jeffreys 
 whether each is consistent with the nominal rate, and writes the tables under --out.
 
 Usage: nice -n 5 python bench/bench_calibration.py [--n 60] [--batch 20] [--warmup W] [--samples S]
-       [--seed 0] [--out bench-calibration]
+       [--starts K] [--noise default|none] [--seed 0] [--out bench-calibration]
+Batch tables already under --out are reused (an interrupted run continues where it stopped).
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=20, help="simulations per fit_many batch (default 20)")
     parser.add_argument("--warmup", type=int, default=None, help="warmup per chain (default: the fit default)")
     parser.add_argument("--samples", type=int, default=None, help="draws per chain (default: the fit default)")
+    parser.add_argument("--starts", type=int, default=None, help="optimiser starts (default: the fit default)")
     parser.add_argument("--nonclosing", type=float, default=0.05, help="injected non-closing fraction (0.05)")
     parser.add_argument("--gains", type=float, default=0.1, help="sd of injected log gain amplitudes (0.1)")
     parser.add_argument("--noise", default="default", help="noise model of the fit (default: default)")
@@ -48,7 +50,8 @@ def main() -> int:
     from vlbicore.config import FitConfig
     import pandas as pd
 
-    sampler = {k: v for k, v in (("warmup", args.warmup), ("samples", args.samples)) if v is not None}
+    sampler = {k: v for k, v in (("warmup", args.warmup), ("samples", args.samples),
+                                              ("starts", args.starts)) if v is not None}
     config = FitConfig.from_layers(({"model": {"type": "mring", "order": 1}, "sampler": sampler,
                                      "noise": args.noise}, "bench"))
     plan = CalibrationPlan(like=str(LIKE), config=config, model_name="mring1", n_simulations=args.n,

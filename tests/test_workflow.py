@@ -434,8 +434,10 @@ def test_calibration_mode_runs_batches_gathers_and_reaches_the_report(tmp_path):
     campaign["calibration"] = {"like": campaign["epochs"][0]["uvfits"], "models": ["mring1"], "n_simulations": 4,
                                "batch_size": 2, "truths": {"d": [38, 46]}, "seed": 1}
     write_campaign(workdir, campaign)
-    planned = planned_jobs(workdir)
+    dry = snakemake(workdir, "--dry-run", "--printshellcmds")
+    planned = parse_planned_jobs(dry.stdout + dry.stderr)
     assert {"calibrate:mring1/0", "calibrate:mring1/1", "calibration_gather", "report"} <= planned
+    assert f"--calibration={RESULTS}/calibration/gathered" in dry.stdout + dry.stderr  # the report gets it
     assert not any(job.startswith("calibrate:crescent") for job in planned)
     campaign["calibration"].update(n_simulations=3, batch_size=3)
     write_campaign(workdir, campaign)
