@@ -18,13 +18,13 @@ from vlbicore.config import FitConfig
 from vlbicore.errors import VlbiError
 from vlbicore.survey.calibration_plots import outside_band
 
-SHORT = {"chains": 2, "warmup": 200, "samples": 200, "starts": 16}
+SHORT = {"chains": 2, "warmup": 150, "samples": 150, "starts": 16}
 TRUTHS = {"d": [38, 46], "beta1_re": [-0.2, 0.2], "beta1_im": [-0.2, 0.2]}
 
 
-def plan_of(noise="default", n=20, batch=20, **changes):
-    config = FitConfig.from_layers(({"model": {"type": "mring", "order": 1}, "sampler": SHORT, "noise": noise},
-                                    "test"))
+def plan_of(noise="default", n=20, batch=20, sampler=None, **changes):
+    config = FitConfig.from_layers(({"model": {"type": "mring", "order": 1}, "sampler": {**SHORT, **(sampler or {})},
+                                     "noise": noise}, "test"))
     settings = {"nonclosing": 0.05, "gains": 0.1, "truths": TRUTHS, "seed": 3, **changes}
     return CalibrationPlan(like=str(m87_file(101, "lo")), config=config, model_name="mring1", n_simulations=n,
                            batch_size=batch, **settings)
@@ -114,6 +114,7 @@ def calibration(tmp_path_factory):
     out = tmp_path_factory.mktemp("calibration")
     frame = run_batch(plan_of(), 0)
     path = write_table(frame, out / "batch-000.csv")
+    print(coverage_table(frame).to_string())  # shown with -s or on failure
     return frame, path, out
 
 
@@ -134,7 +135,7 @@ def test_default_fit_covers_the_truth_at_the_nominal_rates(calibration):
 def test_thermal_only_fit_of_the_same_data_is_caught(calibration):
     """The sanity check of the check: noise none on data with 5 % non-closing errors undercovers, and the
     criterion of the test above says so."""
-    frame = run_batch(plan_of(noise="none", n=10, batch=10), 0)
+    frame = run_batch(plan_of(noise="none", n=10, batch=10, sampler={"warmup": 100, "samples": 100}), 0)
     d = frame[frame.parameter == "d"]
     assert not coverage_consistent(int(d.in95.sum()), len(d), 0.95), d[["truth", "median", "sd", "pit"]]
     assert outside_band(d.pit.to_numpy()) or d.in95.mean() < 0.7
