@@ -153,3 +153,25 @@ def test_gather_writes_tables_and_plots(calibration):
     section = calibration_section(out / "gathered")
     assert "Simulation-based calibration" in section and section.count("data:image/png;base64") == 2
     assert section.count("<tr") == len(coverage) + 1  # one row per parameter and level, plus the header
+
+
+def test_campaign_calibration_section_is_checked_before_any_job():
+    """What the Snakefile checks when it loads a campaign with a calibration section (schema, then names)."""
+    from vlbicore.survey.campaign import (calibration_batches, calibration_models, calibration_settings,
+                                          check_calibration, schema_problems)
+
+    config = {"epochs": [{"id": "a", "uvfits": "a.uvfits"}], "products": ["cphase", "lcamp"],
+              "models": {"mring1": {"type": "mring", "order": 1}, "crescent": {"type": "crescent"}},
+              "calibration": {"like": "a.uvfits", "n_simulations": 10, "batch_size": 4, "truths": {"d": [38, 46]}}}
+    assert schema_problems(config) == []
+    check_calibration(config)  # both models have a diameter d
+    assert calibration_models(config) == ["mring1", "crescent"] and calibration_batches(config) == [0, 1, 2]
+    assert calibration_settings(config)["nonclosing"] == 0.05 and "like" not in calibration_settings(config)
+    config["calibration"]["truths"] = {"beta1_re": [-0.1, 0.1]}
+    with pytest.raises(VlbiError, match="calibration.truths.beta1_re: not a free parameter of models.crescent"):
+        check_calibration(config)
+    config["calibration"]["models"] = ["mring2"]
+    with pytest.raises(VlbiError, match="calibration.models: 'mring2' is not a model"):
+        check_calibration(config)
+    config["calibration"]["n_simulations"] = 0
+    assert any(p.startswith("calibration.n_simulations") for p in schema_problems(config))
