@@ -83,11 +83,17 @@ def main() -> int:
     sims = frame.drop_duplicates("simulation")
     print(f"\n{frame.simulation.nunique()} simulations; converged {sims.converged.mean():.0%}, adequate "
           f"{sims.adequate.mean():.0%}, median chi2/N against the total errors {sims.chi2_total_per_n.median():.2f}")
-    print(f"{'parameter':18s} {'level':>5s} {'covered':>9s} {'rate':>6s}  95 % Jeffreys CI   consistent")
+    from vlbicore.survey.calibration_plots import ecdf_difference_plots, outside_band
+
+    ecdf_difference_plots(frame, out / "plots")
+    print(f"{'parameter':18s} {'level':>5s} {'covered':>9s} {'rate':>6s}  95 % Jeffreys CI  nominal in CI  "
+          "99 % binomial test  PIT ECDF in 95 % band")
     for row in coverage.itertuples():
         ok = coverage_consistent(row.covered, row.n, row.level)
+        band = not outside_band(frame.loc[frame.parameter == row.parameter, "pit"].to_numpy())
         print(f"{row.parameter:18s} {row.level:5.2f} {row.covered:4d}/{row.n:<4d} {row.rate:6.2f}  "
-              f"[{row.ci_low:.2f}, {row.ci_high:.2f}]     {'yes' if ok else 'NO'}")
+              f"[{row.ci_low:.2f}, {row.ci_high:.2f}]      {'yes' if row.consistent else 'NO':3s}           "
+              f"{'pass' if ok else 'FAIL'}               {'yes' if band else 'NO'}")
     print(f"total wall {time.perf_counter() - t0:.0f} s")
     return 0
 

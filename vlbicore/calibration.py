@@ -123,7 +123,7 @@ class CalibrationPlan:
         """A plan from a campaign's ``calibration:`` section (see docs/workflow.md) for one of its models."""
         prepare = prepare or {}
         known = {"like", "models", "n_simulations", "batch_size", "nonclosing", "gains", "truths", "seed",
-                 "rank_draws", "resources"}
+                 "rank_draws"}
         unknown = sorted(set(section) - known)
         if unknown:
             raise VlbiError(f"calibration: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
