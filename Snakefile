@@ -2,6 +2,7 @@
 
     prepare (per epoch) -> fit (per epoch x model) -> summary + plot_fit (per fit)
                                                    -> gather (all fits) -> report
+    calibrate (per model x batch of simulations) -> calibration_gather -> report   (with `calibration:`)
 
 Run from the repository root: ``snakemake --cores 2`` (demo: M87* 2017), or
 ``snakemake --cores 2 --configfile my-campaign.yaml`` (``vlbicore campaign init DIR`` writes one); on SLURM
@@ -16,6 +17,7 @@ min_version("9.27")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/locks.smk"
 include: "workflow/rules/fit.smk"
+include: "workflow/rules/calibration.smk"
 include: "workflow/rules/campaign.smk"
 
 
@@ -31,4 +33,5 @@ rule all:
         all_stores(),
         expand(f"{RESULTS}/summary/{{epoch}}/{{model}}.csv", epoch=EPOCHS, model=MODELS),
         expand(f"{RESULTS}/plots/{{epoch}}/{{model}}", epoch=EPOCHS, model=MODELS),
+        calibration_targets(),
     default_target: True

@@ -25,7 +25,11 @@ FORBIDDEN = {
     "vlbicore.survey.gather": ("data", "products", "models", "likelihood", "inference", "cli", "pipeline"),
     "vlbicore.survey.compare": ("data", "products", "models", "likelihood", "inference", "cli", "pipeline"),
     "vlbicore.survey.report": ("data", "products", "models", "likelihood", "inference", "cli", "pipeline"),
-    "vlbicore.survey": ("inference", "likelihood", "cli", "pipeline"),
+    "vlbicore.survey.calibration_plots": ("data", "products", "models", "likelihood", "inference", "cli",
+                                          "pipeline", "calibration"),
+    "vlbicore.survey": ("inference", "likelihood", "cli", "pipeline", "calibration"),
+    # the calibration driver sits beside pipeline: it may use every package, but not the command line
+    "vlbicore.calibration": ("cli", "pipeline"),
     "vlbicore.statistics": ("data", "products", "models", "likelihood", "inference", "store", "survey", "cli"),
 }
 

@@ -124,3 +124,30 @@ def test_the_workflows_plots_are_linked_into_the_fit_pages(campaign, tmp_path):
     assert all((index.parent / "fits" / "nan__1e5" / urllib.parse.unquote(src)).resolve().is_file() for _, src in images)
     other = (index.parent / "fits" / "NA__1e5" / "index.html").read_text(encoding="utf-8")
     assert "No plots found in" in other and "<img" not in other
+
+
+def test_calibration_results_get_their_section_in_the_index(campaign, tmp_path):
+    """A calibration gather beside the campaign: the index links a calibration section with the coverage
+    of every parameter and level (off-nominal rows marked) and the ECDF-difference plots."""
+    import numpy as np
+
+    from vlbicore.calibration import LEVELS, TABLE_COLUMNS, gather, write_table
+
+    _, gather_dir, _ = campaign
+    rng = np.random.default_rng(0)
+    rows = []
+    for sim in range(30):
+        for parameter, pit in (("d", rng.uniform()), ("alpha", rng.beta(0.2, 0.2))):  # alpha: overconfident
+            row = dict.fromkeys(TABLE_COLUMNS, 0.0) | {"simulation": sim, "parameter": parameter, "pit": pit,
+                                                       "model": "mring1", "converged": True, "adequate": True,
+                                                       "multimodal": False}
+            row.update({f"in{round(100 * c)}": bool((1 - c) / 2 <= pit <= (1 + c) / 2) for c in LEVELS})
+            rows.append(row)
+    table = write_table(pd.DataFrame(rows), tmp_path / "batch.csv")
+    gather([table], tmp_path / "calibration")
+    index = write_report(gather_dir, tmp_path / "report", fit_plots=False, calibration_dir=tmp_path / "calibration")
+    text = index.read_text(encoding="utf-8")
+    assert "<a href='#calibration'>Calibration</a>" in text and "Simulation-based calibration" in text
+    section = text[text.index("id='calibration'"):]
+    assert section.count('<tr class="bad">') >= 2  # alpha's intervals are far too narrow
+    assert section.count("data:image/png;base64") == 2  # ECDF differences and coverage

@@ -420,3 +420,37 @@ def test_run_killed_mid_fit_is_finished_by_the_next_plain_run(campaign):
     assert planned_jobs(campaign) == set()
     assert zarr.open_group(store(campaign, epoch, model), mode="r").attrs["epoch"] == epoch
     assert (campaign / RESULTS / "summary" / epoch / f"{model}.csv").is_file()
+
+
+# --------------------------------------------------------------------------------------------------
+# calibration mode
+
+
+def test_calibration_mode_runs_batches_gathers_and_reaches_the_report(tmp_path):
+    """`calibration:` adds calibrate jobs (model × batch) and a gather to `all` and feeds the report;
+    `snakemake calibration` runs them for real: one batch table per job, the gathered coverage table."""
+    workdir = tmp_path / "campaign"
+    campaign = new_campaign(workdir)
+    campaign["calibration"] = {"like": campaign["epochs"][0]["uvfits"], "models": ["mring1"], "n_simulations": 4,
+                               "batch_size": 2, "truths": {"d": [38, 46]}, "seed": 1}
+    write_campaign(workdir, campaign)
+    dry = snakemake(workdir, "--dry-run", "--printshellcmds")
+    planned = parse_planned_jobs(dry.stdout + dry.stderr)
+    assert {"calibrate:mring1/0", "calibrate:mring1/1", "calibration_gather", "report"} <= planned
+    assert f"--calibration={RESULTS}/calibration/gathered" in dry.stdout + dry.stderr  # the report gets it
+    assert not any(job.startswith("calibrate:crescent") for job in planned)
+    campaign["calibration"].update(n_simulations=3, batch_size=3)
+    write_campaign(workdir, campaign)
+    snakemake(workdir, "calibration")
+    table = workdir / RESULTS / "calibration" / "batches" / "mring1" / "0.csv"
+    gathered = workdir / RESULTS / "calibration" / "gathered"
+    import pandas as pd
+
+    frame = pd.read_csv(table)
+    assert sorted(frame.simulation.unique()) == [0, 1, 2] and "d" in set(frame.parameter)
+    assert ((frame.truth[frame.parameter == "d"] >= 38) & (frame.truth[frame.parameter == "d"] <= 46)).all()
+    coverage = pd.read_csv(gathered / "coverage.csv")
+    assert set(coverage.level) == {0.5, 0.68, 0.95} and (coverage.n == 3).all()
+    assert (gathered / "plots" / "ecdf_mring1.png").is_file()
+    assert (workdir / "benchmarks" / "calibrate" / "mring1" / "0.tsv").is_file()
+

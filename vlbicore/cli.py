@@ -145,6 +145,50 @@ def cmd_fit(args):
         print(format_summary(store))
 
 
+def cmd_calibrate_run(args):
+    import json
+
+    from vlbicore.config import FitConfig
+
+    config = FitConfig.from_dict(_parse_mapping(args.fit_json, "--fit-json"), "--fit-json")
+    section = _parse_mapping(args.calibration_json, "--calibration-json") if args.calibration_json else {}
+    section = {**section, "like": args.like}
+    for key in ("n_simulations", "batch_size", "nonclosing", "gains", "seed"):
+        if getattr(args, key) is not None:
+            section[key] = getattr(args, key)
+    prepare = _parse_mapping(args.prepare_json, "--prepare-json") if args.prepare_json else {}
+    out = pathlib.Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise VlbiError(f"--out: {out} already exists; pass --overwrite to replace it or choose another path")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VlbiError(f"--out: cannot create {out.parent} ({exc.strerror}); choose a writable location") from None
+    _set_host_devices(args.host_devices or min(config.sampler.chains, os.cpu_count() or 1))
+    enable_compilation_cache()
+
+    from vlbicore.calibration import CalibrationPlan, run_batch, write_table
+
+    plan = CalibrationPlan.from_section(section, config, args.model_name, prepare)
+    progress = None if args.quiet else (lambda text: print(text, file=sys.stderr))
+    frame = run_batch(plan, args.batch, progress=progress)
+    write_table(frame, out, overwrite=args.overwrite)
+    if not args.quiet:
+        print(json.dumps({"batch": args.batch, "simulations": int(frame.simulation.nunique()), "out": str(out)}))
+
+
+def cmd_calibrate_gather(args):
+    from vlbicore.calibration import gather
+
+    written = gather(args.tables, args.out, confidence=args.confidence, method=args.method, plots=not args.no_plots)
+    import pandas as pd
+
+    coverage = pd.read_csv(written["coverage"])
+    for row in coverage.itertuples():
+        print(f"{row.model:14s} {row.parameter:18s} {row.level:4.2f}: {row.covered:4d}/{row.n:<4d} "
+              f"[{row.ci_low:.2f}, {row.ci_high:.2f}]{'' if row.consistent else '  off nominal'}")
+
+
 def cmd_summary(args):
     from vlbicore.store import format_summary, summary_table
 
@@ -185,7 +229,8 @@ def cmd_plot(args):
 def cmd_report(args):
     from vlbicore.survey.report import write_report
 
-    print(write_report(args.gather_dir, args.out, fit_plots_dir=args.fit_plots_dir))
+    print(write_report(args.gather_dir, args.out, fit_plots_dir=args.fit_plots_dir,
+                       calibration_dir=args.calibration))
 
 
 def cmd_status(args):
@@ -333,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fit-plots-dir", metavar="DIR",
                    help="link the per-fit plots already rendered in DIR/<epoch>/<model>/*.png (the workflow's "
                         "summary jobs) instead of drawing them (default: drawn for up to 24 fits)")
+    p.add_argument("--calibration", metavar="DIR",
+                   help="add the calibration section from DIR (written by `vlbicore calibrate gather`: coverage "
+                        "table with binomial intervals, ECDF-difference plots)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("status", help="one screen of a campaign: done, failed, not converged, not adequate, stale "
@@ -391,6 +439,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the thermal noise (default 0)")
     p.add_argument("--no-noise", action="store_true", help="write the noise-free model visibilities")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("calibrate", help="simulation-based calibration: `run` simulates and fits one batch, "
+                                         "`gather` makes the coverage tables and ECDF plots")
+    calibrate_sub = p.add_subparsers(dest="calibrate_command", required=True)
+    p = calibrate_sub.add_parser("run", help="simulate one batch of data sets on a file's coverage, fit them all "
+                                             "(one fit_many program), write their ranks and coverage as CSV")
+    p.add_argument("--like", required=True, metavar="FILE.uvfits",
+                   help="uvfits file whose coverage and thermal sigmas the simulations use")
+    p.add_argument("--fit-json", required=True, metavar="JSON",
+                   help="the fit configuration (model, products, noise, sampler, priors; as `vlbicore fit --fit-json`)")
+    p.add_argument("--calibration-json", metavar="JSON",
+                   help="the campaign's calibration section as JSON (n_simulations, batch_size, nonclosing, gains, "
+                        "truths, seed, rank_draws); the flags below override its keys")
+    p.add_argument("--prepare-json", metavar="JSON",
+                   help="the campaign's prepare section as JSON (scan_average, drop_intra_site; default both true)")
+    p.add_argument("--model-name", default="model", metavar="ID", help="model id recorded in the table (default model)")
+    p.add_argument("--batch", type=int, required=True, metavar="K",
+                   help="batch to run (0-based): simulations K*batch_size .. (K+1)*batch_size-1")
+    p.add_argument("--n-simulations", dest="n_simulations", type=int, help="simulations in the whole run (default 100)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, help="simulations per batch (default 25)")
+    p.add_argument("--nonclosing", type=float,
+                   help="injected baseline-based (non-closing) error fraction per scan (default 0.05)")
+    p.add_argument("--gains", type=float, help="sd of the injected log station-gain amplitudes per scan (default 0.1)")
+    p.add_argument("--seed", type=int, help="seed of truths, data and fits (default 0)")
+    p.add_argument("--host-devices", type=int, help="CPU devices to expose to JAX (default: min(chains, cores))")
+    p.add_argument("--out", required=True, metavar="BATCH.csv", help="table to write (one row per simulation and parameter)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing table at --out")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success")
+    p.set_defaults(func=cmd_calibrate_run)
+    p = calibrate_sub.add_parser("gather", help="batch tables -> calibration.csv, coverage.csv (binomial intervals) "
+                                                "and ECDF-difference plots")
+    p.add_argument("tables", nargs="+", metavar="BATCH.csv", help="tables written by `vlbicore calibrate run`")
+    p.add_argument("--out", required=True, metavar="DIR", help="directory for the tables and plots")
+    p.add_argument("--confidence", type=float, default=0.95,
+                   help="confidence of the binomial intervals of the coverage (default 0.95)")
+    p.add_argument("--method", choices=("jeffreys", "clopper-pearson"), default="jeffreys",
+                   help="binomial interval: jeffreys (default) or clopper-pearson (exact, conservative)")
+    p.add_argument("--no-plots", action="store_true", help="tables only, no ECDF-difference or coverage plots")
+    p.set_defaults(func=cmd_calibrate_gather)
 
     p = sub.add_parser("models", help="list model types and their parameters")
     p.set_defaults(func=cmd_models)

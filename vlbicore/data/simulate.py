@@ -57,17 +57,25 @@ def simulate_observation(model_fn: Callable, *, array: str | Path | None = "EHT2
         template = _array_template(array, source=source, ra=ra, dec=dec, freq=freq, mjd=mjd, tint=tint,
                                    tadv=tadv, tstart=tstart, tstop=tstop, bw=bw, elevmin=elevmin,
                                    elevmax=elevmax)
+    observation = observe(template, model_fn, noise=noise, seed=seed, nonclosing=nonclosing, gains=gains)
+    if out is None:
+        return observation
+    path = save_uvfits(observation, out)
+    return dataclasses.replace(observation, path=str(path), sha256=file_sha256(path))
+
+
+def observe(template: Observation, model_fn: Callable, *, noise: bool = True, seed: int = 0,
+            nonclosing: float = 0.0, gains: float | Mapping[str, float] = 0.0) -> Observation:
+    """``template``'s records with the visibilities of ``model_fn`` and the errors of
+    :func:`simulate_observation` (same seed, same draws); for many simulations on one coverage, read the
+    template once (e.g. ``load_uvfits(like, scan_average=False)``) and call this per simulation."""
     vis = model_visibilities(model_fn, template.u, template.v)
     rng = np.random.default_rng(seed)
     thermal = rng.standard_normal(len(vis)) + 1j * rng.standard_normal(len(vis))  # drawn first: same as before
     vis = vis * scan_errors(template, np.random.default_rng([seed, 1]), nonclosing=nonclosing, gains=gains)
     if noise:
         vis = vis + template.sigma * thermal
-    observation = dataclasses.replace(template, vis=vis, flag_counts={}, path="<simulated>", sha256="")
-    if out is None:
-        return observation
-    path = save_uvfits(observation, out)
-    return dataclasses.replace(observation, path=str(path), sha256=file_sha256(path))
+    return dataclasses.replace(template, vis=vis, flag_counts={}, path="<simulated>", sha256="")
 
 
 def scan_errors(obs: Observation, rng: np.random.Generator, *, nonclosing: float = 0.0,

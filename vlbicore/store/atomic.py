@@ -107,3 +107,33 @@ def _commit(temp: Path, path: Path, *, overwrite: bool) -> None:
         os.rename(aside, path)
         raise
     shutil.rmtree(aside, ignore_errors=True)
+
+
+def write_file_atomically(path, content: bytes, *, overwrite: bool, what: str) -> Path:
+    """Write ``content`` to ``<parent>/.<name>.tmp-<host>-<pid>``, flush it to disk and rename it onto
+    ``path`` (one file: a table, a summary); returns ``path``. An existing ``path`` is refused unless
+    ``overwrite``; ``what`` names the file in errors."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise VlbiError(f"{path}: {what} already exists; pass --overwrite (overwrite=True) or choose another path")
+    if not path.parent.is_dir():
+        raise VlbiError(f"{path}: parent directory {path.parent} does not exist; create it first")
+    host = socket.gethostname()
+    for leftover in path.parent.glob(f".{path.name}.tmp-{host}-*"):
+        pid = leftover.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)) and leftover.is_file():
+            leftover.unlink(missing_ok=True)
+    temp = _temp_path(path, "tmp")
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        if exc.errno in _NO_SPACE_ERRNOS:
+            raise VlbiError(f"{path}: no space left to write the {what} ({os.strerror(exc.errno)}); free disk "
+                            "space or quota and rerun; nothing was written") from exc
+        raise VlbiError(f"{path}: cannot write the {what} ({exc.strerror or exc}); check the directory") from exc
+    return path

@@ -78,4 +78,50 @@ def validate_campaign(path: str | pathlib.Path) -> dict:
         raise VlbiError(f"{path}: " + "; ".join(problems))
     campaign_epochs(config, str(path))
     check_models(config, str(path))
+    check_calibration(config, str(path))
     return config
+
+
+# ------------------------------------------------------------------------------------------------------
+# calibration mode (``calibration:``; run by workflow/rules/calibration.smk, see vlbicore.calibration)
+
+CALIBRATION_DEFAULTS = {"n_simulations": 100, "batch_size": 25, "nonclosing": 0.05, "gains": 0.1, "seed": 0}
+
+
+def calibration_models(config: dict) -> list[str]:
+    """The campaign models a calibration runs for (none without a ``calibration:`` section)."""
+    section = config.get("calibration")
+    if not section:
+        return []
+    return list(section.get("models") or config["models"])
+
+
+def calibration_batches(config: dict) -> list[int]:
+    """Batch numbers 0..B-1 of the calibration (each one job: ``batch_size`` simulations)."""
+    section = {**CALIBRATION_DEFAULTS, **(config.get("calibration") or {})}
+    if not config.get("calibration"):
+        return []
+    return list(range(-(-int(section["n_simulations"]) // int(section["batch_size"]))))
+
+
+def calibration_settings(config: dict) -> dict:
+    """The calibration section as `vlbicore calibrate run --calibration-json` takes it (defaults filled in;
+    no ``models``/``like``, which the rule passes itself)."""
+    section = {**CALIBRATION_DEFAULTS, **(config.get("calibration") or {})}
+    return {k: v for k, v in section.items() if k not in ("models", "like")}
+
+
+def check_calibration(config: dict, source: str = "config") -> None:
+    """The calibration names models of the campaign and truths that are free parameters of each."""
+    section = config.get("calibration")
+    if not section:
+        return
+    for model_id in calibration_models(config):
+        if model_id not in config["models"]:
+            raise VlbiError(f"{source}: calibration.models: {model_id!r} is not a model of the campaign "
+                            f"(models: {', '.join(config['models'])})")
+        free = fit_config(config, model_id).sky_model.names
+        for name in section.get("truths") or {}:
+            if name not in free:
+                raise VlbiError(f"{source}: calibration.truths.{name}: not a free parameter of models.{model_id} "
+                                f"(free: {', '.join(free)}); list the models it applies to in calibration.models")

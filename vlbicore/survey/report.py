@@ -351,9 +351,42 @@ def _source_section(source: str, tables: dict, plots: dict[str, list[Path]], pag
     return "\n".join(parts)
 
 
+def calibration_section(calibration_dir) -> str:
+    """The report's calibration section from a ``vlbicore calibrate gather`` directory (coverage.csv and
+    plots/): the coverage of the 50 / 68 / 95 % intervals per model and parameter with binomial
+    intervals (rows off the nominal rate marked), the ECDF-difference and coverage plots embedded."""
+    calibration_dir = Path(calibration_dir)
+    path = calibration_dir / "coverage.csv"
+    try:
+        coverage = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise VlbiError(f"{path}: cannot read the calibration coverage ({exc}); rerun `vlbicore calibrate gather`") from None
+    view = coverage.assign(level=[f"{c:.0%}" for c in coverage.level],
+                           observed=[f"{k}/{n}" for k, n in zip(coverage.covered, coverage.n)])
+    columns = ["model", "parameter", "level", "observed", "rate", "ci_low", "ci_high", "consistent",
+               "converged_fraction"]
+    method = str(coverage.ci.iloc[0]) if len(coverage) else ""
+    plots = sorted((calibration_dir / "plots").glob("*.png")) if (calibration_dir / "plots").is_dir() else []
+    figures = "".join(f"<figure>{_embed(p)}<figcaption>{_text(p.stem)}</figcaption></figure>" for p in plots)
+    n_sims = int(coverage.n.max()) if len(coverage) else 0
+    return (
+        "<h2 id='calibration'>Simulation-based calibration</h2>"
+        f"<p class='note'>{n_sims} simulated data sets per model on a real file's coverage with thermal, "
+        "non-closing and station-gain errors, fitted with the campaign's fit settings. For each interval level: "
+        f"how many intervals contain the truth, the rate and its binomial confidence interval ({_text(method)}); "
+        "<b>consistent</b> = the nominal level lies inside that interval. ECDF-difference plots: PIT of the "
+        "truth minus uniform with 95 % simultaneous bands (Säilynoja et al. 2022).</p>"
+        + _table(view[columns], bad=~coverage["consistent"].astype(bool), digits=3)
+        + f'<div class="fitplots">{figures}</div>'
+    )
+
+
 def write_report(gather_dir, out_dir, *, fit_plots: bool = True, max_fit_plots: int = 24,
-                 fit_plots_dir=None) -> Path:
+                 fit_plots_dir=None, calibration_dir=None) -> Path:
     """Write ``out_dir/index.html`` and one page per fit; returns the index's path.
+
+    With ``calibration_dir`` (written by ``vlbicore calibrate gather``) the index gains a calibration
+    section (:func:`calibration_section`).
 
     With ``fit_plots_dir`` the per-fit plots already rendered there (``<epoch>/<model>/*.png``, the
     workflow's summary job) are linked instead of being drawn again; otherwise they are drawn into each
@@ -406,7 +439,8 @@ def write_report(gather_dir, out_dir, *, fit_plots: bool = True, max_fit_plots: 
         f"<code>{_text(gather_dir)}</code>.</p>",
         "<p class='note'>" + "; ".join(f"<b>{k}</b>: {_text(v)}" for k, v in VERDICTS.items())
         + ". Angles in degrees; sizes in µas.</p>",
-        f"<nav>Sources: {nav} <a href='#problems'>Problems</a> <a href='#parameters'>Parameters</a></nav>",
+        f"<nav>Sources: {nav} <a href='#problems'>Problems</a> <a href='#parameters'>Parameters</a>"
+        + (" <a href='#calibration'>Calibration</a>" if calibration_dir else "") + "</nav>",
     ]
     for source in sources:
         sections.append(_source_section(source, source_tables(tables, source), campaign_plots[source], pages))
@@ -416,6 +450,8 @@ def write_report(gather_dir, out_dir, *, fit_plots: bool = True, max_fit_plots: 
         "every fit; angles in degrees.</p>",
         _table(params_view[params_columns], bad=~params_view["converged"].astype(bool)),
     ]
+    if calibration_dir:
+        sections.append(calibration_section(calibration_dir))
     index = out_dir / "index.html"
     index.write_text(_page(f"{campaign_name or 'vlbicore'} — campaign report", "\n".join(sections)), encoding="utf-8")
     return index

@@ -48,6 +48,7 @@ rule report:
     input:
         gathered=f"{RESULTS}/gather",
         fit_plots=expand(f"{RESULTS}/plots/{{epoch}}/{{model}}", epoch=EPOCHS, model=MODELS),
+        calibration=calibration_targets(),
     output:
         # (Snakemake's single-file HTML report cannot embed a whole HTML directory, so it holds the
         # campaign plots; the full vlbicore report is results/report/index.html)
@@ -60,6 +61,7 @@ rule report:
             labels={"plot": "{plot}"},
         ),
     params:
+        calibration=lambda wildcards, input: [f"--calibration={path}" for path in input.calibration],
         vlbicore_version=VLBICORE_VERSION,
     log:
         "logs/report.log",
@@ -70,4 +72,4 @@ rule report:
         **rule_resources("report"),
     shell:
         "{PYTHON:q} -m vlbicore report {input.gathered:q} --fit-plots-dir {RESULTS:q}/plots"
-        " --out {output.report_dir:q} > {log:q} 2>&1"
+        " {params.calibration:q} --out {output.report_dir:q} > {log:q} 2>&1"

@@ -64,6 +64,7 @@ def _epoch_entries() -> list:
 try:
     EPOCH_ENTRIES = _epoch_entries()
     campaign.check_models(config, ", ".join(map(str, workflow.configfiles)) or "config")
+    campaign.check_calibration(config, ", ".join(map(str, workflow.configfiles)) or "config")
 except VlbiError as exc:
     raise WorkflowError(str(exc))
 
@@ -96,6 +97,9 @@ RESOURCE_DEFAULTS = {
     "summary": {"threads": 1, "mem_mb": 2000, "runtime": 10},
     "gather": {"threads": 2, "mem_mb": 8000, "runtime": 30},
     "report": {"threads": 1, "mem_mb": 4000, "runtime": 15},
+    # one batch of simulations fitted in one program: a fit's memory times the batch, hours not minutes
+    "calibrate": {"threads": 2, "mem_mb": 8000, "runtime": 240, "gpu": 0},
+    "calibration_gather": {"threads": 1, "mem_mb": 2000, "runtime": 15},
 }
 
 
@@ -111,13 +115,13 @@ def rule_threads(rule_name: str) -> int:
 def rule_resources(rule_name: str) -> dict:
     """Snakemake ``resources`` of one rule; GPU keys only when GPUs are asked for.
 
-    ``cpus_per_task`` is declared (= threads) for every rule but ``fit``: the SLURM plugin lets an
+    ``cpus_per_task`` is declared (= threads) for every rule but ``fit`` and ``calibrate``: the SLURM plugin lets an
     explicit ``cpus_per_task`` win over ``cpus_per_gpu``, which a GPU profile sets for fits. Without
     either, the plugin asks for ``threads`` CPUs per task (or per GPU), which is what we want.
     """
     settings = rule_settings(rule_name)
     resources = {"mem_mb": settings["mem_mb"], "runtime": settings["runtime"]}
-    if rule_name != "fit":
+    if rule_name not in ("fit", "calibrate"):
         resources["cpus_per_task"] = settings["threads"]
     if settings.get("gpu"):
         resources["gpu"] = settings["gpu"]
