@@ -41,6 +41,7 @@ from vlbicore.inference.settings import FitResult, SamplerSettings, use_precisio
 from vlbicore.inference.transforms import ParameterSpace
 from vlbicore.likelihood import (NoiseModel, common_sizes, likelihood_data, pointwise_terms, predicted_products,
                                  reduced_chi_squared_of, unpad)
+from vlbicore.likelihood.gains import GainModel, corrected_chi_squared
 from vlbicore.products import padded_size
 
 # Product sets that hold no phase information leave the image determined only up to a point reflection
@@ -48,10 +49,11 @@ from vlbicore.products import padded_size
 PHASE_FREE_PRODUCTS = {"amp", "lcamp"}
 
 
-def fit(products, model, settings: SamplerSettings, noise: NoiseModel | None = None) -> FitResult:
-    """Fit ``model`` (and the error terms of ``noise``) to ``products`` (a
+def fit(products, model, settings: SamplerSettings, noise: NoiseModel | None = None,
+        gains: GainModel | None = None) -> FitResult:
+    """Fit ``model`` (and the error terms of ``noise``, and the station ``gains``) to ``products`` (a
     :class:`vlbicore.products.DataProducts`)."""
-    return fit_many([products], model, settings, noise)[0]
+    return fit_many([products], model, settings, noise, gains=gains)[0]
 
 
 @dataclasses.dataclass
@@ -130,11 +132,13 @@ def sample_posteriors(evaluate, space: ParameterSpace, data, n_post: int, settin
 
 
 def fit_many(product_sets, model, settings: SamplerSettings, noise: NoiseModel | None = None, *,
-             seeds=None) -> list[FitResult]:
+             seeds=None, gains: GainModel | None = None) -> list[FitResult]:
     """Fit one model to a batch of independent posteriors (one product set each, the same kinds and
     options), in one compiled program per stage; every posterior gets exactly what a lone fit gives: its
     own draws, diagnostics, modes and verdicts. ``seeds``: one per posterior (default: ``settings.seed``
-    for all, so each posterior is seeded as its lone fit would be)."""
+    for all, so each posterior is seeded as its lone fit would be). ``gains``: a
+    :class:`~vlbicore.likelihood.gains.GainModel` (``marginal``: the amplitudes' gain log-amplitudes
+    integrated out)."""
     t0 = time.perf_counter()
     product_sets = list(product_sets)
     n_post = len(product_sets)
@@ -142,7 +146,7 @@ def fit_many(product_sets, model, settings: SamplerSettings, noise: NoiseModel |
     use_precision(settings.dtype)
     space = ParameterSpace.of(tuple(model.params) + tuple(noise.params))
     periods = {q.name: q.period for q in model.params if q.period}
-    layout, data = _stacked_data(product_sets, noise)
+    layout, data = _stacked_data(product_sets, noise, gains)
 
     def evaluate(z, data):
         """Log posterior at ``z`` and what post-processing keeps of it, from one model evaluation."""
@@ -155,7 +159,7 @@ def fit_many(product_sets, model, settings: SamplerSettings, noise: NoiseModel |
 
     run = sample_posteriors(evaluate, space, data, n_post, settings, seeds)
     t1 = time.perf_counter()
-    results = [_posterior_result(b, product_sets[b], model, space, periods, layout, run, settings)
+    results = [_posterior_result(b, product_sets[b], model, space, periods, layout, run, settings, gains)
                for b in range(n_post)]
     shared = {**run.timings, "postprocess": time.perf_counter() - t1, "total": time.perf_counter() - t0,
               "posteriors_in_batch": n_post}
@@ -234,13 +238,13 @@ def _slot_keys(keys, slot_post: np.ndarray) -> np.ndarray:
     return out
 
 
-def _stacked_data(product_sets, noise):
+def _stacked_data(product_sets, noise, gains=None):
     """The likelihood layout and the data of every posterior, padded to common sizes (shared with files
     of similar size, so the persistent compilation cache serves them) and stacked along a leading axis
     when there is more than one."""
-    sizes = common_sizes(product_sets)
+    sizes = common_sizes(product_sets, gains=gains)
     n_uv = padded_size(max(len(p.obs.u) for p in product_sets))
-    built = [likelihood_data(p, sizes=sizes, n_uv=n_uv, noise=noise) for p in product_sets]
+    built = [likelihood_data(p, sizes=sizes, n_uv=n_uv, noise=noise, gains=gains) for p in product_sets]
     layout = built[0][0]
     for other, _ in built[1:]:
         if other["kinds"] != layout["kinds"]:
@@ -251,7 +255,7 @@ def _stacked_data(product_sets, noise):
     return layout, jax.tree.map(lambda *xs: np.stack(xs), *[d for _, d in built])
 
 
-def _posterior_result(b, products, model, space, periods, layout, run: Sampled, settings) -> FitResult:
+def _posterior_result(b, products, model, space, periods, layout, run: Sampled, settings, gains=None) -> FitResult:
     """Everything posterior ``b`` of the batch produced, from its chains' draws."""
     chain_modes, draws, warmup_divergences = run.chains_of(b)
     modes, sampled = run.modes[b], run.sampled[b]
@@ -284,6 +288,9 @@ def _posterior_result(b, products, model, space, periods, layout, run: Sampled, 
     adequacy = adequacy_verdict(out["z2"], scans, noise_medians, seed=settings.seed)
     n_params = space.size
     thermal = reduced_chi_squared_of(products, at_best["pred"])
+    if layout["kinds"].get("amp") == "gains_marginal":  # against the model with its best-fitting gains
+        chi2, n = corrected_chi_squared(products["amp"], products.obs, gains, at_best["pred"]["amp"])
+        thermal["amp"] = (chi2 / max(n, 1), n)
     gof = {kind: {"chi2": chi2 * n, "n": n, "chi2_per_n": chi2,
                   "chi2_per_dof": chi2 * n / max(n - n_params, 1),
                   "chi2_total": float(np.sum(at_best["z2"][kind])),
