@@ -132,5 +132,6 @@ def write_result(result, out, config: FitConfig, obs, products, *, epoch: str, o
         uv=(obs.u, obs.v),
         overwrite=overwrite,
         variable_attrs={**model.variable_attrs(), **noise.variable_attrs()},
+        gains=result.gains or None,
     )
     return pathlib.Path(path)

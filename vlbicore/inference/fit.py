@@ -41,7 +41,7 @@ from vlbicore.inference.settings import FitResult, SamplerSettings, use_precisio
 from vlbicore.inference.transforms import ParameterSpace
 from vlbicore.likelihood import (NoiseModel, common_sizes, likelihood_data, pointwise_terms, predicted_products,
                                  reduced_chi_squared_of, unpad)
-from vlbicore.likelihood.gains import GainModel, corrected_chi_squared
+from vlbicore.likelihood.gains import GainModel, corrected_chi_squared, sampled_gains
 from vlbicore.products import padded_size
 
 # Product sets that hold no phase information leave the image determined only up to a point reflection
@@ -144,14 +144,22 @@ def fit_many(product_sets, model, settings: SamplerSettings, noise: NoiseModel |
     n_post = len(product_sets)
     noise = noise or NoiseModel()
     use_precision(settings.dtype)
-    space = ParameterSpace.of(tuple(model.params) + tuple(noise.params))
+    sampled = None
+    if gains is not None and gains.method == "sampled":
+        sampled = sampled_gains(product_sets, gains, phases="vis" in product_sets[0])
+        periods_gains = {q.name: q.period for q in sampled.params if q.period}
+    space = ParameterSpace.of(tuple(model.params) + tuple(noise.params) + (sampled.params if sampled else ()))
     periods = {q.name: q.period for q in model.params if q.period}
-    layout, data = _stacked_data(product_sets, noise, gains)
+    if sampled is not None:
+        periods.update(periods_gains)
+    layout, data = _stacked_data(product_sets, noise, gains, sampled)
 
     def evaluate(z, data):
         """Log posterior at ``z`` and what post-processing keeps of it, from one model evaluation."""
         p = space.to_params(z)
         V = model.visibility(p, data["u"], data["v"])
+        if sampled is not None:
+            V = sampled.apply(V, p, data["gains"])
         pred = predicted_products(layout, data, V)
         ll, z2 = pointwise_terms(layout, data, V, pred, noise.values(p))
         lp = sum(jnp.sum(x) for x in ll.values()) + space.log_prior(z)
@@ -159,7 +167,7 @@ def fit_many(product_sets, model, settings: SamplerSettings, noise: NoiseModel |
 
     run = sample_posteriors(evaluate, space, data, n_post, settings, seeds)
     t1 = time.perf_counter()
-    results = [_posterior_result(b, product_sets[b], model, space, periods, layout, run, settings, gains)
+    results = [_posterior_result(b, product_sets[b], model, space, periods, layout, run, settings, gains, sampled)
                for b in range(n_post)]
     shared = {**run.timings, "postprocess": time.perf_counter() - t1, "total": time.perf_counter() - t0,
               "posteriors_in_batch": n_post}
@@ -238,13 +246,16 @@ def _slot_keys(keys, slot_post: np.ndarray) -> np.ndarray:
     return out
 
 
-def _stacked_data(product_sets, noise, gains=None):
+def _stacked_data(product_sets, noise, gains=None, sampled=None):
     """The likelihood layout and the data of every posterior, padded to common sizes (shared with files
     of similar size, so the persistent compilation cache serves them) and stacked along a leading axis
     when there is more than one."""
     sizes = common_sizes(product_sets, gains=gains)
     n_uv = padded_size(max(len(p.obs.u) for p in product_sets))
     built = [likelihood_data(p, sizes=sizes, n_uv=n_uv, noise=noise, gains=gains) for p in product_sets]
+    if sampled is not None:
+        for p, (_, data) in zip(product_sets, built):
+            data["gains"] = sampled.arrays(p.obs, n_uv)
     layout = built[0][0]
     for other, _ in built[1:]:
         if other["kinds"] != layout["kinds"]:
@@ -255,7 +266,8 @@ def _stacked_data(product_sets, noise, gains=None):
     return layout, jax.tree.map(lambda *xs: np.stack(xs), *[d for _, d in built])
 
 
-def _posterior_result(b, products, model, space, periods, layout, run: Sampled, settings, gains=None) -> FitResult:
+def _posterior_result(b, products, model, space, periods, layout, run: Sampled, settings, gains=None,
+                      gain_params=None) -> FitResult:
     """Everything posterior ``b`` of the batch produced, from its chains' draws."""
     chain_modes, draws, warmup_divergences = run.chains_of(b)
     modes, sampled = run.modes[b], run.sampled[b]
@@ -282,6 +294,15 @@ def _posterior_result(b, products, model, space, periods, layout, run: Sampled, 
     values = space.wrap(space.to_values(z_flat))
     sample_stats, diag, verdict, weights, counts = _judge(space, periods, modes, chain_modes, draws, posterior,
                                                           warmup_divergences, settings, values)
+    gain_draws = {}
+    if gain_params is not None:  # gains go to their own (station × segment) group, not one variable each
+        gain_draws = {**gain_params.unpack(posterior, (n_chain, n_draw)), "stations": gain_params.stations,
+                      "segment_time": gain_params.segment_time, "segment": gains.segment}
+        names = set(gain_params.amp_names) | set(gain_params.phase_names)
+        gain_draws["rhat"] = max((diag["rhat"][n] for n in names), default=float("nan"))
+        posterior = {k: v for k, v in posterior.items() if k not in names}
+        diag = {key: ({n: x for n, x in val.items() if n not in names} if isinstance(val, dict) else val)
+                for key, val in diag.items()}
     scans = {kind: products.obs.scan[np.asarray(p.rows).reshape(p.n, -1)[:, 0]] if p.n else np.zeros(0, int)
              for kind, p in products.items()}
     noise_medians = {name: float(np.median(posterior[name])) for name in space.names if name.startswith("noise.")}
@@ -309,6 +330,7 @@ def _posterior_result(b, products, model, space, periods, layout, run: Sampled, 
         multimodal=_multimodal(modes),
         adequacy=adequacy,
         symmetries=_symmetries(products, model),
+        gains=gain_draws,
         timings={},
         devices=[],
         chain_method=settings.chain_method,

@@ -52,6 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vlbicore.errors import VlbiError
+from vlbicore.models.params import Param
 from vlbicore.products.base import pad, padded_size, round_up
 
 METHODS = ("marginal", "sampled")
@@ -235,3 +236,126 @@ def corrected_chi_squared(product, obs, gains: GainModel, predicted) -> tuple[fl
     b, i, j = arrays["block"], arrays["station1"], arrays["station2"]
     model = np.exp(g[b, i] + g[b, j]) * predicted
     return float(np.sum(((np.asarray(product.values) - model) / sigma) ** 2)), product.n
+
+
+# --------------------------------------------------------------------------------------------------
+# Sampled gains (``method: sampled``): the gains are posterior parameters, one log-amplitude per station
+# and segment (normal prior of the station's sd; stations with sd 0 have none) and, when complex
+# visibilities are fitted, one phase per station and segment, uniform on the circle, except the
+# segment's reference station, whose phase is 0 (the gauge: a common phase of all stations is invisible,
+# so without it the posterior would be improper along that direction).
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SampledGains:
+    """The gain parameters of a batch: ``stations`` × ``n_segments`` grids of indices into the
+    log-amplitude (``amp_index``) and phase (``phase_index``) parameter vectors (-1: not a parameter: no
+    data, a zero prior sd, or the reference station's phase); ``params`` (log-amplitudes first, then
+    phases) and ``segment_time`` (hours, mean time of each segment's rows, of the first set)."""
+
+    stations: tuple[str, ...]
+    n_segments: int
+    amp_index: np.ndarray
+    phase_index: np.ndarray
+    params: tuple
+    segment_time: np.ndarray
+
+    @property
+    def amp_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params if p.name.startswith("gain."))
+
+    @property
+    def phase_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params if p.name.startswith("gain_phase."))
+
+    def arrays(self, obs, n_uv: int) -> dict:
+        """Per uv row (padded to ``n_uv``): where each end's log-amplitude and phase sit in the parameter
+        vectors extended by one constant 0 (index ``len``)."""
+        seg = segment_ids(obs, np.arange(len(obs)), self.segment_kind)
+        n_amp, n_phase = len(self.amp_names), len(self.phase_names)
+        out = {}
+        for end, ant in (("1", obs.ant1), ("2", obs.ant2)):
+            a = self.amp_index[ant, seg]
+            p = self.phase_index[ant, seg]
+            out["amp" + end] = pad(np.where(a >= 0, a, n_amp), n_uv, n_amp)
+            out["phase" + end] = pad(np.where(p >= 0, p, n_phase), n_uv, n_phase)
+        return out
+
+    segment_kind: str = "scan"
+
+    def apply(self, V, p: Mapping, arrays: Mapping):
+        """Model visibilities times the gains: V_ij G_i conj(G_j), G = exp(g + iφ) (JAX)."""
+        zero = jnp.zeros((1,), jnp.real(V).dtype)
+        g = jnp.concatenate([jnp.stack([p[n] for n in self.amp_names]), zero]) if self.amp_names else zero
+        factor = jnp.exp(g[arrays["amp1"]] + g[arrays["amp2"]])
+        if self.phase_names:
+            phi = jnp.concatenate([jnp.stack([p[n] for n in self.phase_names]), zero])
+            return V * factor * jnp.exp(1j * (phi[arrays["phase1"]] - phi[arrays["phase2"]]))
+        return V * factor
+
+    def unpack(self, posterior: Mapping, shape) -> dict:
+        """The gain draws as (chain, draw, station, segment) arrays (NaN where not a parameter)."""
+        out = {}
+        for key, index, names in (("log_amplitude", self.amp_index, self.amp_names),
+                                  ("phase", self.phase_index, self.phase_names)):
+            grid = np.full((*shape, len(self.stations), self.n_segments), np.nan)
+            if key == "phase":
+                grid[..., index < 0] = 0.0 if names else np.nan
+            for (s, k) in zip(*np.nonzero(index >= 0)):
+                grid[..., s, k] = np.asarray(posterior[names[index[s, k]]])
+            if key == "phase" and not names:
+                continue
+            out[key] = grid
+        return out
+
+
+def sampled_gains(product_sets, gains: GainModel, phases: bool) -> SampledGains:
+    """The gain parameters of a batch of product sets (one grid for all: the union of the (station,
+    segment) pairs with data; every set must share its stations, e.g. simulations of one coverage)."""
+    first = product_sets[0].obs
+    for products in product_sets[1:]:
+        if tuple(products.obs.stations) != tuple(first.stations):
+            raise VlbiError("gains: sampled gains in a batch need the same stations in every data set; "
+                            "fit them in separate batches")
+    n_stations = len(first.stations)
+    sd = gains.station_sigma(first)
+    present = None
+    n_segments = max(int(segment_ids(p.obs, np.arange(len(p.obs)), gains.segment).max()) + 1 for p in product_sets)
+    for products in product_sets:
+        obs = products.obs
+        seg = segment_ids(obs, np.arange(len(obs)), gains.segment)
+        here = np.zeros((n_stations, n_segments), bool)
+        here[obs.ant1, seg] = True
+        here[obs.ant2, seg] = True
+        present = here if present is None else present | here
+    amp_index = np.full((n_stations, n_segments), -1, np.int64)
+    phase_index = np.full((n_stations, n_segments), -1, np.int64)
+    params = []
+    for s, k in zip(*np.nonzero(present & (sd[:, None] > 0))):
+        amp_index[s, k] = len(params)
+        params.append(Param(f"gain.{first.stations[s]}.{k}", "1",
+                            f"log-amplitude of the gain of {first.stations[s]} in segment {k}", -10.0, 10.0,
+                            prior=("normal", 0.0, float(sd[s]))))
+    if phases:
+        if gains.reference is not None and gains.reference not in first.stations:
+            raise VlbiError(f"gains.reference: {gains.reference} is not a station of {first.path} "
+                            f"({', '.join(first.stations)})")
+        n_amp = len(params)
+        for k in range(n_segments):
+            here = np.flatnonzero(present[:, k])
+            if not len(here):
+                continue
+            ref = first.stations.index(gains.reference) if gains.reference in first.stations and \
+                present[first.stations.index(gains.reference), k] else here[0]
+            for s in here:
+                if s == ref:
+                    continue
+                phase_index[s, k] = len(params) - n_amp
+                params.append(Param(f"gain_phase.{first.stations[s]}.{k}", "rad",
+                                    f"phase of the gain of {first.stations[s]} in segment {k} (relative to "
+                                    f"{first.stations[ref]})", -math.pi, math.pi, period=2 * math.pi))
+    seg = segment_ids(first, np.arange(len(first)), gains.segment)
+    times = np.array([np.mean(first.time[seg == k]) if np.any(seg == k) else np.nan for k in range(n_segments)])
+    return SampledGains(stations=tuple(first.stations), n_segments=n_segments, amp_index=amp_index,
+                        phase_index=phase_index, params=tuple(params), segment_time=times,
+                        segment_kind=gains.segment)
