@@ -324,7 +324,7 @@ def _posterior_result(b, products, model, space, periods, layout, run: Sampled, 
         posterior_predictive=predictive,
         diagnostics={**diag, "chain_weight": weights, "chain_mode": chain_modes},
         convergence=verdict,
-        modes=mode_records(modes, space, counts, sampled),
+        modes=_without_gains(mode_records(modes, space, counts, sampled)),
         reduced_chi2={kind: (g["chi2_per_n"], g["n"]) for kind, g in gof.items()},
         goodness_of_fit=gof,
         multimodal=_multimodal(modes),
@@ -336,6 +336,13 @@ def _posterior_result(b, products, model, space, periods, layout, run: Sampled, 
         chain_method=settings.chain_method,
         n_parameters=n_params,
     )
+
+
+def _without_gains(records: list[dict]) -> list[dict]:
+    """Mode records without the sampled gains' values (hundreds of numbers; the gains group has them)."""
+    for record in records:
+        record["values"] = {k: v for k, v in record["values"].items() if not k.startswith(("gain.", "gain_phase."))}
+    return records
 
 
 def _symmetries(products, model) -> list[str]:
