@@ -1,5 +1,7 @@
 """Station gains: the analytic marginalisation of gain log-amplitudes against the dense joint normal,
 configuration errors, and fits of simulated M87*-like rings with injected gains (amp + closure phases)."""
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -146,3 +148,28 @@ def test_sampled_and_marginalised_gains_agree(tmp_path):
     grid = a.gains["log_amplitude"]
     assert grid.shape[2:] == (len(products.obs.stations), 1) and not any(k.startswith("gain.") for k in a.posterior)
     assert not b.gains
+
+
+def test_sampled_gains_group_round_trips_and_is_summarised(tmp_path):
+    """The ``gains`` group: (chain, draw, station, segment) with station codes and segment times; the
+    summary prints the gain model and one line per station."""
+    import xarray as xr
+
+    from vlbicore.store import format_summary, write_fit_store
+    from vlbicore.testing import synthetic_fit_inputs
+
+    inputs = synthetic_fit_inputs(1, n_draws=50)
+    rng = np.random.default_rng(0)
+    log_amplitude = rng.normal(0.0, 0.1, (4, 50, 3, 5))
+    log_amplitude[:, :, 2, 4] = np.nan  # no data for that station in that segment
+    gains = {"log_amplitude": log_amplitude, "stations": ("AA", "LM", "SM"), "segment_time": np.arange(5.0),
+             "segment": "scan", "rhat": 1.001}
+    attrs = {**inputs["attrs"], "gains": json.dumps(GainModel().to_dict())}
+    path = write_fit_store(tmp_path / "g.zarr", **{**inputs, "attrs": attrs}, gains=gains)
+    ds = xr.open_datatree(path, engine="zarr")["gains"].ds
+    assert ds["log_amplitude"].dims == ("chain", "draw", "station", "segment")
+    assert list(ds["station"].values) == ["AA", "LM", "SM"] and ds.attrs["segmentation"] == "scan"
+    np.testing.assert_allclose(ds["log_amplitude"].values, log_amplitude, rtol=1e-6)
+    text = format_summary(path)
+    assert "gains:     marginal, one per station and scan, log-amplitude prior sd 0.1 (LM 1)" in text
+    assert "  SM: |G| median" in text and "over 4 segments" in text
