@@ -73,8 +73,8 @@ class GainModel:
     analytically; ``sampled``: gains are posterior parameters), ``segment`` (``scan``, ``integration``,
     ``track``: one gain per station and segment), ``sigma`` (prior sd of every gain's log-amplitude, 1),
     ``stations`` (per-station overrides of ``sigma``; the EHT 2017 default widens the LMT's to 1.0),
-    ``reference`` (the station whose gain phase is fixed to 0 when phases are sampled; default: the
-    first station of the file present in every segment it can be, see :func:`reference_station`)."""
+    ``reference`` (the station whose gain phase is fixed to 0 when phases are sampled, in every segment
+    it is in; elsewhere, and by default, the segment's first station in the file's order)."""
 
     method: str = "marginal"
     segment: str = "scan"
@@ -282,6 +282,7 @@ class SampledGains:
         return out
 
     segment_kind: str = "scan"
+    present: np.ndarray | None = None  # station × segment: the station has data in that segment
 
     def apply(self, V, p: Mapping, arrays: Mapping):
         """Model visibilities times the gains: V_ij G_i conj(G_j), G = exp(g + iφ) (JAX)."""
@@ -294,19 +295,20 @@ class SampledGains:
         return V * factor
 
     def unpack(self, posterior: Mapping, shape) -> dict:
-        """The gain draws as (chain, draw, station, segment) arrays (NaN where not a parameter)."""
-        out = {}
-        for key, index, names in (("log_amplitude", self.amp_index, self.amp_names),
-                                  ("phase", self.phase_index, self.phase_names)):
-            grid = np.full((*shape, len(self.stations), self.n_segments), np.nan)
-            if key == "phase":
-                grid[..., index < 0] = 0.0 if names else np.nan
-            for (s, k) in zip(*np.nonzero(index >= 0)):
-                grid[..., s, k] = np.asarray(posterior[names[index[s, k]]])
-            if key == "phase" and not names:
-                continue
-            out[key] = grid
+        """The gain draws as (chain, draw, station, segment) arrays: NaN where not a parameter (no data, a
+        zero prior sd), and phase 0 for each segment's reference station."""
+        out = {"log_amplitude": self._grid(self.amp_index, self.amp_names, posterior, shape)}
+        if self.phase_names:
+            phase = self._grid(self.phase_index, self.phase_names, posterior, shape)
+            phase[..., self.present & (self.phase_index < 0)] = 0.0
+            out["phase"] = phase
         return out
+
+    def _grid(self, index, names, posterior, shape):
+        grid = np.full((*shape, len(self.stations), self.n_segments), np.nan)
+        for s, k in zip(*np.nonzero(index >= 0)):
+            grid[..., s, k] = np.asarray(posterior[names[index[s, k]]])
+        return grid
 
 
 def sampled_gains(product_sets, gains: GainModel, phases: bool) -> SampledGains:
@@ -358,4 +360,4 @@ def sampled_gains(product_sets, gains: GainModel, phases: bool) -> SampledGains:
     times = np.array([np.mean(first.time[seg == k]) if np.any(seg == k) else np.nan for k in range(n_segments)])
     return SampledGains(stations=tuple(first.stations), n_segments=n_segments, amp_index=amp_index,
                         phase_index=phase_index, params=tuple(params), segment_time=times,
-                        segment_kind=gains.segment)
+                        segment_kind=gains.segment, present=present)
