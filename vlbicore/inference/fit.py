@@ -149,6 +149,8 @@ def fit_many(product_sets, model, settings: SamplerSettings, noise: NoiseModel |
         sampled = sampled_gains(product_sets, gains, phases="vis" in product_sets[0])
         periods_gains = {q.name: q.period for q in sampled.params if q.period}
     space = ParameterSpace.of(tuple(model.params) + tuple(noise.params) + (sampled.params if sampled else ()))
+    if sampled is not None:
+        space = _gains_start_near_unity(space, {q.name for q in sampled.params})
     periods = {q.name: q.period for q in model.params if q.period}
     if sampled is not None:
         periods.update(periods_gains)
@@ -336,6 +338,16 @@ def _posterior_result(b, products, model, space, periods, layout, run: Sampled, 
         chain_method=settings.chain_method,
         n_parameters=n_params,
     )
+
+
+def _gains_start_near_unity(space: ParameterSpace, names: set) -> ParameterSpace:
+    """The space with the optimiser's starts of the sampled gains drawn near |G| = 1, phase 0 (a tenth
+    of their prior): a hundred gains drawn from their priors put the starts so far from the data that
+    the sky model's search ends in wrong modes (measured: d = 109 µas on M87* 2017-04-11). The prior,
+    and so the posterior, is unchanged."""
+    priors = tuple(dataclasses.replace(p, start_spread=0.1) if n in names and hasattr(p, "start_spread") else p
+                   for n, p in zip(space.names, space.priors))
+    return dataclasses.replace(space, priors=priors)
 
 
 def _without_gains(records: list[dict]) -> list[dict]:
