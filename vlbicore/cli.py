@@ -102,6 +102,14 @@ def fit_config_from_args(args):
         flags["noise"] = args.noise
     if args.snr_cut is not None:
         flags["snr_cut"] = args.snr_cut
+    if args.gains or args.gain_method or args.gain_segment:
+        earlier = next((layer["gains"] for layer, _ in reversed(layers) if "gains" in layer), None)
+        gains = dict(earlier) if isinstance(earlier, dict) else {}
+        if args.gain_method:
+            gains["method"] = args.gain_method
+        if args.gain_segment:
+            gains["segment"] = args.gain_segment
+        flags["gains"] = gains or True
     sampler = {flag: getattr(args, flag) for flag in SAMPLER_FLAGS if getattr(args, flag) is not None}
     if not any("progress" in layer.get("sampler", {}) for layer, _ in layers):
         sampler["progress"] = sys.stderr.isatty() and not args.quiet
@@ -318,6 +326,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snr-cut", dest="snr_cut", type=float,
                    help="drop rows with |V|/sigma below this from every product (default: log closure amplitudes "
                         "below 3, where they are biased)")
+    p.add_argument("--gains", action="store_true",
+                   help="fit station gains with the EHT 2017 default priors (log-amplitude sd 0.1, LMT 1.0, one gain "
+                        "per station and scan; amplitudes: marginalised analytically; vis: sampled); priors and "
+                        "per-station overrides: `gains:` in --config")
+    p.add_argument("--gain-method", dest="gain_method", choices=("marginal", "sampled"),
+                   help="how gains are handled (implies --gains): marginal (amp: gain log-amplitudes integrated out, "
+                        "the default) or sampled (gains are posterior parameters, stored in the `gains` group)")
+    p.add_argument("--gain-segment", dest="gain_segment", choices=("scan", "integration", "track"),
+                   help="one gain per station and scan (default), integration (time stamp) or whole track "
+                        "(implies --gains)")
     p.add_argument("--chains", type=int, help="NUTS chains (default 4)")
     p.add_argument("--warmup", type=int, help="warmup steps per chain (default 1000)")
     p.add_argument("--samples", type=int, help="draws kept per chain (default 2000)")

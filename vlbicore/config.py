@@ -22,15 +22,17 @@ from typing import Any, Mapping
 
 from vlbicore.errors import VlbiError
 from vlbicore.inference.settings import SamplerSettings
+from vlbicore.likelihood.gains import DEFAULT_AMP_SNR_CUT, GainModel
 from vlbicore.likelihood.noise import TERMS, NoiseModel
 from vlbicore.models import SkyModel, build_model, is_flux_scale
 from vlbicore.products import AMP_LIKELIHOODS, PRODUCT_KINDS, check_product_set
 
 # keys of one fit configuration (what --config / --fit-json hold, and what a campaign model may set)
 FIT_KEYS = ("model", "products", "sampler", "priors", "fixed", "noise", "systematic", "amp_likelihood",
-            "covariance", "snr_cut")
+            "covariance", "snr_cut", "gains")
 # keys a campaign sets for every model and a model may override
-CAMPAIGN_DEFAULT_KEYS = ("products", "sampler", "noise", "systematic", "amp_likelihood", "covariance", "snr_cut")
+CAMPAIGN_DEFAULT_KEYS = ("products", "sampler", "noise", "systematic", "amp_likelihood", "covariance", "snr_cut",
+                         "gains")
 _MERGED_BY_KEY = ("sampler", "priors", "fixed")
 NOISE_PREFIX = "noise."
 
@@ -49,7 +51,10 @@ class FitConfig:
     added to every visibility σ before products are formed; ``amp_likelihood``: ``gauss`` (debiased
     amplitudes) or ``rice``; ``covariance``: closure products with their full per-time-stamp
     covariance; ``snr_cut``: rows with |V|/σ below it are left out (a number: of every product; a
-    mapping: per kind; default: log closure amplitudes below SNR 3, where they are biased).
+    mapping: per kind; default: log closure amplitudes below SNR 3, where they are biased; with gains
+    also amplitudes below SNR 3); ``gains``: station gains (false: none; true: the EHT 2017 defaults; a
+    mapping of ``method`` (marginal | sampled), ``segment`` (scan | integration | track), ``sigma`` and
+    per-station ``stations`` overrides, see :mod:`vlbicore.likelihood.gains`).
     """
 
     model: Mapping[str, Any]
@@ -62,6 +67,7 @@ class FitConfig:
     amp_likelihood: str = "gauss"
     covariance: bool = True
     snr_cut: Any = dataclasses.field(default_factory=lambda: {"lcamp": 3.0})
+    gains: Any = False
 
     def __post_init__(self):
         if not isinstance(self.model, Mapping) or not self.model:
@@ -88,6 +94,7 @@ class FitConfig:
         if not (self.noise in ("default", "none") or isinstance(self.noise, Mapping)):
             raise VlbiError(f"noise: {self.noise!r} is not 'default', 'none' or a mapping of "
                             f"{', '.join(TERMS)} to true/false")
+        self.gain_model  # noqa: B018  (validates the gains setting)
 
     # ----------------------------------------------------------------------------------------------
     # merging
@@ -176,9 +183,19 @@ class FitConfig:
         fixed = {k: v for k, v in self.fixed.items() if k.startswith(NOISE_PREFIX)}
         return NoiseModel.of(self.noise, self.products, priors, fixed)
 
+    @functools.cached_property
+    def gain_model(self) -> GainModel | None:
+        """The station gains of this fit (None: no gains, or products immune to them: closures only)."""
+        return GainModel.of(self.gains, self.products)
+
     @property
     def snr_cuts(self) -> dict[str, float]:
-        """``snr_cut`` per product kind of this fit."""
+        """``snr_cut`` per product kind of this fit (with marginalised gains, amplitudes default to SNR 3:
+        their logs are fitted)."""
         if isinstance(self.snr_cut, Mapping):
-            return {k: float(v) for k, v in self.snr_cut.items() if k in self.products}
+            cuts = {k: float(v) for k, v in self.snr_cut.items() if k in self.products}
+            gains = self.gain_model
+            if gains is not None and gains.method == "marginal" and "amp" in self.products:
+                cuts.setdefault("amp", DEFAULT_AMP_SNR_CUT)
+            return cuts
         return dict.fromkeys(self.products, float(self.snr_cut))

@@ -49,7 +49,7 @@ def run_fit(data_path, config: FitConfig, out, *, epoch: str | None = None, over
     model, noise = config.sky_model, config.noise_model
     load_time = time.perf_counter() - t0
 
-    result = fit(products, model, config.sampler, noise)
+    result = fit(products, model, config.sampler, noise, gains=config.gain_model)
     result.timings["load"] = load_time
     return write_result(result, out, config, obs, products, epoch=epoch or pathlib.Path(str(data_path)).stem,
                         overwrite=overwrite, epoch_info=epoch_info, campaign=campaign, data_warnings=data_warnings)
@@ -92,6 +92,7 @@ def write_result(result, out, config: FitConfig, obs, products, *, epoch: str, o
         "priors": json.dumps({p.name: p.prior_json() for p in (*model.params, *noise.params)}),
         "fixed": json.dumps({**model.fixed, **noise.fixed}),
         "noise": json.dumps({"terms": list(noise.terms), "parameters": list(noise.names)}),
+        "gains": json.dumps(config.gain_model.to_dict() if config.gain_model is not None else None),
         "n_parameters": int(result.n_parameters),
         "multimodal": bool(result.multimodal),
         "adequate": bool(result.adequacy.get("adequate", False)),
@@ -131,5 +132,6 @@ def write_result(result, out, config: FitConfig, obs, products, *, epoch: str, o
         uv=(obs.u, obs.v),
         overwrite=overwrite,
         variable_attrs={**model.variable_attrs(), **noise.variable_attrs()},
+        gains=result.gains or None,
     )
     return pathlib.Path(path)

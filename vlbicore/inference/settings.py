@@ -89,6 +89,7 @@ class FitResult:
     adequacy: dict = dataclasses.field(default_factory=dict)
     symmetries: list[str] = dataclasses.field(default_factory=list)
     n_parameters: int = 0
+    gains: dict = dataclasses.field(default_factory=dict)  # sampled gains: (chain, draw, station, segment) draws
 
 
 def use_precision(dtype: str):

@@ -77,6 +77,7 @@ class Circular:
 
     low: float
     period: float
+    start_spread: float = 1.0  # optimiser starts: drawn from this fraction of the circle, centred on it
     kind = "circular"
     circular = True
 
@@ -94,7 +95,7 @@ class Circular:
         return self.low + np.mod(np.asarray(x) - self.low, self.period)
 
     def draw(self, rng, n):
-        return self.low + self.period * rng.random(n)
+        return self.low + self.period * (0.5 + self.start_spread * (rng.random(n) - 0.5))
 
     @property
     def scale(self):
@@ -133,6 +134,7 @@ class Normal:
 
     mean: float
     sd: float
+    start_spread: float = 1.0  # optimiser starts: drawn from N(mean, (start_spread · sd)²)
     kind = "normal"
     circular = False
 
@@ -146,7 +148,7 @@ class Normal:
         return (np.asarray(x, np.float64) - self.mean) / self.sd
 
     def draw(self, rng, n):
-        return rng.normal(size=n)
+        return self.start_spread * rng.normal(size=n)
 
     @property
     def scale(self):

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vlbicore.errors import VlbiError
+from vlbicore.likelihood.gains import GainModel, gain_sizes, marginal_arrays, marginal_log_density
 from vlbicore.likelihood.noise import (closure_leg_relative_variance, common_leg_variance, leg_noise_kind,
                                        visibility_variance)
 from vlbicore.products import KINDS, padded_size
@@ -25,8 +26,9 @@ from vlbicore.products.base import pad as pad_array
 from vlbicore.products.base import padded_sizes
 
 
-def common_sizes(product_sets, *, pad: bool = True) -> dict[str, dict]:
-    """Per kind, array sizes that hold every product set of a batch (padded like one set alone)."""
+def common_sizes(product_sets, *, pad: bool = True, gains: GainModel | None = None) -> dict[str, dict]:
+    """Per kind, array sizes that hold every product set of a batch (padded like one set alone; with a
+    marginalised ``gains`` model the amplitudes' segment and station axes too)."""
     kinds = list(product_sets[0])
     for products in product_sets[1:]:
         if list(products) != kinds:
@@ -38,11 +40,23 @@ def common_sizes(product_sets, *, pad: bool = True) -> dict[str, dict]:
         keys = set().union(*natural)
         largest = {k: max(n.get(k, 1) for n in natural) for k in keys}
         out[kind] = padded_sizes(largest) if pad else largest
+    if _marginal(gains, kinds):
+        out["amp"].update(gain_sizes(product_sets, gains))
     return out
 
 
+def _marginal(gains: GainModel | None, kinds) -> bool:
+    """The amplitudes' gains are integrated out analytically."""
+    return gains is not None and gains.method == "marginal" and "amp" in kinds
+
+
+# density variants the likelihood owns (they need more than one product kind's knowledge)
+LIKELIHOOD_VARIANTS = {"gains_marginal": marginal_log_density}
+
+
 def likelihood_data(products, *, pad: bool = False, amp_likelihood: str | None = None,
-                    sizes: Mapping | None = None, n_uv: int | None = None, noise=None) -> tuple[dict, dict]:
+                    sizes: Mapping | None = None, n_uv: int | None = None, noise=None,
+                    gains: GainModel | None = None) -> tuple[dict, dict]:
     """``(layout, data)`` for :func:`pointwise_log_likelihood` and :func:`predicted_products`.
 
     ``data`` is a pytree of NumPy arrays (uv coordinates, and per product kind its indices, values and
@@ -52,7 +66,9 @@ def likelihood_data(products, *, pad: bool = False, amp_likelihood: str | None =
     and ``n_uv`` give the sizes of a batch instead (:func:`common_sizes`). ``amp_likelihood`` overrides the
     option the products were built with (``"gauss"`` or ``"rice"``). ``noise`` (a
     :class:`~vlbicore.likelihood.noise.NoiseModel`) lets closure kinds precompute their whitening when
-    every leg gains the same relative variance.
+    every leg gains the same relative variance. ``gains`` (a :class:`~vlbicore.likelihood.gains.GainModel`)
+    with ``method: marginal`` turns the amplitudes' density into the ``gains_marginal`` variant (station
+    gain log-amplitudes integrated out, :mod:`vlbicore.likelihood.gains`).
     """
     obs = products.obs
     options = products.options
@@ -69,6 +85,13 @@ def likelihood_data(products, *, pad: bool = False, amp_likelihood: str | None =
         else:
             kind_sizes = padded_sizes(product.sizes()) if pad else product.sizes()
         variants[kind], data[kind] = product.likelihood_arrays(obs, options, kind_sizes)
+        if kind == "amp" and _marginal(gains, products):
+            if variants[kind] != "gauss":
+                raise VlbiError(f"gains: the marginalised gains need amp_likelihood: gauss (got {variants[kind]!r})")
+            variants[kind] = "gains_marginal"
+            if "gain_blocks" not in kind_sizes:
+                kind_sizes = {**kind_sizes, **gain_sizes([products], gains)}
+            data[kind] = marginal_arrays(product, obs, gains, kind_sizes, data[kind])
         lengths[kind] = product.n
         variance_kinds[kind] = product.variance_kind
     return {"kinds": variants, "lengths": lengths, "variance": variance_kinds}, data
@@ -103,7 +126,8 @@ def pointwise_terms(layout: dict, data: dict, V, predicted: Mapping | None = Non
     for kind, variant in layout["kinds"].items():
         arrays = data[kind]
         variance = total_variance(layout["variance"][kind], arrays, noise, variant)
-        ll, sq = KINDS[kind].log_density(variant, arrays, predicted[kind], variance)
+        density = LIKELIHOOD_VARIANTS.get(variant, KINDS[kind].log_density)
+        ll, sq = density(variant, arrays, predicted[kind], variance)
         logp[kind] = jnp.where(arrays["mask"], ll, 0.0)
         z2[kind] = jnp.where(arrays["mask"], sq, 0.0)
     return logp, z2
@@ -120,7 +144,7 @@ def unpad(layout: dict, per_datum: Mapping) -> dict:
     return {kind: np.asarray(x)[..., : layout["lengths"][kind]] for kind, x in per_datum.items()}
 
 
-def make_log_likelihood(products: Mapping, model, *, amp_likelihood: str | None = None, noise=None):
+def make_log_likelihood(products: Mapping, model, *, amp_likelihood: str | None = None, noise=None, gains=None):
     """Build ``(loglike, pointwise)`` for a sky model and data products.
 
     ``pointwise(p)`` returns ``{kind: per-datum log-likelihood}``; ``loglike(p)`` their total. ``p`` maps
@@ -128,7 +152,7 @@ def make_log_likelihood(products: Mapping, model, *, amp_likelihood: str | None 
     ``noise``, its terms' names) to scalars. Both are pure and jit/vmap/grad-safe (the data are constants
     here; the fitter passes them as arguments, see :func:`likelihood_data`).
     """
-    layout, data = likelihood_data(products, amp_likelihood=amp_likelihood, noise=noise)
+    layout, data = likelihood_data(products, amp_likelihood=amp_likelihood, noise=noise, gains=gains)
 
     def pointwise(p):
         V = model.visibility(p, data["u"], data["v"])

@@ -148,6 +148,22 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+def _gains_dataset(gains: Mapping[str, Any]) -> xr.Dataset:
+    """Sampled station gains: ``log_amplitude`` (and ``phase``, rad, for visibilities) per (chain, draw,
+    station, segment); NaN where a station has no data in a segment (or a zero prior sd); the reference
+    station's phase is 0. Coords: ``station`` (codes), ``segment`` (index), ``segment_time`` (h UTC)."""
+    data_vars = {}
+    for name, units in (("log_amplitude", "1"), ("phase", "rad")):
+        if name in gains:
+            data_vars[name] = (("chain", "draw", "station", "segment"), np.asarray(gains[name], np.float32),
+                               {"units": units})
+    shape = np.shape(gains["log_amplitude"])
+    coords = {**_chain_draw_coords(shape), "station": np.array(list(gains["stations"]), dtype=object),
+              "segment": np.arange(shape[3]), "segment_time": (("segment",), np.asarray(gains["segment_time"], float))}
+    attrs = {"segmentation": str(gains.get("segment", "scan")), "max_rhat": float(gains.get("rhat", math.nan))}
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
 def build_fit_tree(
     *,
     posterior: Mapping[str, np.ndarray],
@@ -159,6 +175,7 @@ def build_fit_tree(
     attrs: Mapping[str, Any],
     uv=None,
     variable_attrs: Mapping[str, Mapping[str, Any]] | None = None,
+    gains: Mapping[str, Any] | None = None,
 ) -> xr.DataTree:
     """The in-memory DataTree that :func:`write_fit_store` writes (groups and dims as in the contract).
     ``variable_attrs``: per posterior variable, e.g. ``{"units": "rad", "period": π}`` (angles get circular
@@ -176,6 +193,8 @@ def build_fit_tree(
         "observed_data": _observed_dataset(observed_data, uv),
         "diagnostics": _diagnostics_dataset(diagnostics, list(posterior)),
     }
+    if gains:
+        groups["gains"] = _gains_dataset(gains)
     if posterior_predictive:
         groups["posterior_predictive"] = _sample_dataset("posterior_predictive", posterior_predictive, extra_dim=True)
     for kind, ll in log_likelihood.items():
@@ -231,6 +250,7 @@ def write_fit_store(
     uv=None,
     overwrite: bool = False,
     variable_attrs: Mapping[str, Mapping[str, Any]] | None = None,
+    gains: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write one fit as an ArviZ-compatible Zarr store at ``path``, atomically; returns the path.
 
@@ -239,7 +259,9 @@ def write_fit_store(
     ``diagnostics``: {rhat, ess_bulk, ess_tail: {param: float}, reduced_chi2, n_data: {kind: number},
     modes: [{lp, values: {param: float}, chains}]}; ``attrs``: root attributes (dict/list -> JSON string);
     ``uv``: (u, v) in λ for coverage plots; ``variable_attrs``: units and angle periods of posterior
-    variables. An existing ``path`` is refused unless ``overwrite``.
+    variables; ``gains``: sampled station gains (``log_amplitude``/``phase`` (chain, draw, station, segment),
+    ``stations``, ``segment_time``), written as the ``gains`` group. An existing ``path`` is refused unless
+    ``overwrite``.
     """
     tree = build_fit_tree(
         posterior=posterior,
@@ -251,6 +273,7 @@ def write_fit_store(
         attrs=attrs,
         uv=uv,
         variable_attrs=variable_attrs,
+        gains=gains,
     )
     return write_directory_atomically(path, lambda temp: _write_tree(tree, temp), overwrite=overwrite,
                                       what="fit store")

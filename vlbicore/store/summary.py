@@ -1,8 +1,10 @@
 """The per-fit summary: a parameter table (pandas) and the text ``vlbicore summary`` prints."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import xarray as xr
 
@@ -27,7 +29,25 @@ def summary_table(path) -> pd.DataFrame:
     frame = parameter_summary(tree)
     frame.attrs.update(fit_level_summary(tree))
     frame.attrs.update({k: tree.attrs.get(k) for k in ("epoch", "model_name", "data_path", "source", "date", "band")})
+    frame.attrs["gains"] = json.loads(tree.attrs.get("gains") or "null")
+    frame.attrs["gain_lines"] = gain_summary(tree)
     return frame
+
+
+def gain_summary(tree: xr.DataTree) -> list[str]:
+    """One line per station of a store's sampled gains: the median gain amplitude |G| = e^g over its
+    segments (posterior medians per segment) and their range, and the worst R-hat; [] without the group."""
+    if "gains" not in tree.children:
+        return []
+    ds = tree["gains"].ds
+    per_segment = np.exp(ds["log_amplitude"].median(("chain", "draw")).values)  # station × segment
+    lines = []
+    for station, row in zip(ds["station"].values, per_segment):
+        row = row[np.isfinite(row)]
+        if len(row):
+            lines.append(f"  {station}: |G| median {np.median(row):.3f}, range [{row.min():.3f}, {row.max():.3f}] "
+                         f"over {len(row)} segments")
+    return lines
 
 
 def format_summary(path, frame: pd.DataFrame | None = None) -> str:
@@ -51,6 +71,12 @@ def format_summary(path, frame: pd.DataFrame | None = None) -> str:
         f"divergences: {a['divergences']} of {a['n_samples']} draws",
     ]
     lines.extend(f"warning:   {w}" for w in a.get("warnings", []))
+    gains = a.get("gains")
+    if gains:
+        overrides = ", ".join(f"{k} {v:g}" for k, v in sorted(gains.get("stations", {}).items()))
+        lines.append(f"gains:     {gains['method']}, one per station and {gains['segment']}, log-amplitude prior sd "
+                     f"{gains['sigma']:g}" + (f" ({overrides})" if overrides else ""))
+        lines.extend(a.get("gain_lines") or [])
     lines.extend(f"symmetry:  {s}" for s in a.get("symmetries", []))
     for kind, g in (a.get("goodness_of_fit") or {}).items():
         lines.append(f"chi2 {kind:6s} n={a['n_data'].get(kind, 0)}: chi2/N {g.get('reduced_chi2', float('nan')):.3f}, "
