@@ -102,6 +102,8 @@ def fit_config_from_args(args):
         flags["noise"] = args.noise
     if args.snr_cut is not None:
         flags["snr_cut"] = args.snr_cut
+    if getattr(args, "snapshots", None):
+        flags["snapshots"] = args.snapshots
     sampler = {flag: getattr(args, flag) for flag in SAMPLER_FLAGS if getattr(args, flag) is not None}
     if not any("progress" in layer.get("sampler", {}) for layer, _ in layers):
         sampler["progress"] = sys.stderr.isatty() and not args.quiet
@@ -134,11 +136,12 @@ def cmd_fit(args):
     _set_host_devices(args.host_devices or min(config.sampler.chains, os.cpu_count() or 1))
     enable_compilation_cache()
 
-    from vlbicore.pipeline import run_fit
+    from vlbicore.pipeline import run_fit, run_snapshot_fit
 
     epoch_info = {key: getattr(args, key) for key in ("source", "date", "band") if getattr(args, key)}
-    store = run_fit(args.data, config, out, epoch=args.epoch, overwrite=args.overwrite, epoch_info=epoch_info,
-                    campaign=args.campaign)
+    run = run_fit if config.snapshots is None else run_snapshot_fit
+    store = run(args.data, config, out, epoch=args.epoch, overwrite=args.overwrite, epoch_info=epoch_info,
+                campaign=args.campaign)
     if not args.quiet:
         from vlbicore.store import format_summary
 
@@ -273,6 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snr-cut", dest="snr_cut", type=float,
                    help="drop rows with |V|/sigma below this from every product (default: log closure amplitudes "
                         "below 3, where they are biased)")
+    p.add_argument("--snapshots", metavar="SPEC",
+                   help="fit one posterior per time window, all in one batch, into one store with a `snapshot` "
+                        "dimension: 'scan' (one window per scan) or a window length such as 10min, 2h, 90s "
+                        "(explicit [start, end] windows in hours UTC: `snapshots:` in --config); windows with "
+                        "fewer than 2 closure phases or fewer data than parameters + 1 are skipped and listed")
     p.add_argument("--chains", type=int, help="NUTS chains (default 4)")
     p.add_argument("--warmup", type=int, help="warmup steps per chain (default 1000)")
     p.add_argument("--samples", type=int, help="draws kept per chain (default 2000)")

@@ -20,6 +20,7 @@ import json
 import math
 from typing import Any, Mapping
 
+from vlbicore.data.windows import parse_spec
 from vlbicore.errors import VlbiError
 from vlbicore.inference.settings import SamplerSettings
 from vlbicore.likelihood.noise import TERMS, NoiseModel
@@ -28,7 +29,7 @@ from vlbicore.products import AMP_LIKELIHOODS, PRODUCT_KINDS, check_product_set
 
 # keys of one fit configuration (what --config / --fit-json hold, and what a campaign model may set)
 FIT_KEYS = ("model", "products", "sampler", "priors", "fixed", "noise", "systematic", "amp_likelihood",
-            "covariance", "snr_cut")
+            "covariance", "snr_cut", "snapshots")
 # keys a campaign sets for every model and a model may override
 CAMPAIGN_DEFAULT_KEYS = ("products", "sampler", "noise", "systematic", "amp_likelihood", "covariance", "snr_cut")
 _MERGED_BY_KEY = ("sampler", "priors", "fixed")
@@ -49,7 +50,10 @@ class FitConfig:
     added to every visibility σ before products are formed; ``amp_likelihood``: ``gauss`` (debiased
     amplitudes) or ``rice``; ``covariance``: closure products with their full per-time-stamp
     covariance; ``snr_cut``: rows with |V|/σ below it are left out (a number: of every product; a
-    mapping: per kind; default: log closure amplitudes below SNR 3, where they are biased).
+    mapping: per kind; default: log closure amplitudes below SNR 3, where they are biased);
+    ``snapshots``: fit one posterior per time window instead of the whole track (``scan``, a window
+    length such as ``10min``, or a list of ``[start, end]`` hours UTC; see :mod:`vlbicore.data.windows`);
+    default none (one fit of the whole observation).
     """
 
     model: Mapping[str, Any]
@@ -62,6 +66,7 @@ class FitConfig:
     amp_likelihood: str = "gauss"
     covariance: bool = True
     snr_cut: Any = dataclasses.field(default_factory=lambda: {"lcamp": 3.0})
+    snapshots: Any = None
 
     def __post_init__(self):
         if not isinstance(self.model, Mapping) or not self.model:
@@ -85,6 +90,9 @@ class FitConfig:
                 raise VlbiError(f"snr_cut.{kind}: not a product; use {', '.join(PRODUCT_KINDS)}")
             if not isinstance(cut, (int, float)) or isinstance(cut, bool) or not cut >= 0:
                 raise VlbiError(f"snr_cut: {cut!r} is not a number >= 0; use e.g. 3 (SNR below which data are dropped)")
+        if self.snapshots is not None:
+            parsed = parse_spec(self.snapshots, "snapshots")
+            object.__setattr__(self, "snapshots", [list(p) for p in parsed] if isinstance(parsed, tuple) else self.snapshots)
         if not (self.noise in ("default", "none") or isinstance(self.noise, Mapping)):
             raise VlbiError(f"noise: {self.noise!r} is not 'default', 'none' or a mapping of "
                             f"{', '.join(TERMS)} to true/false")
