@@ -227,3 +227,37 @@ def run_snapshot_fit(data_path, config: FitConfig, out, *, spec=None, epoch: str
     tree = build_snapshot_tree(trees, time_start=[w.time_start for w in windows],
                                time_end=[w.time_end for w in windows], records=records, attrs=attrs)
     return pathlib.Path(write_snapshot_store(out, tree, overwrite=overwrite))
+
+
+# --------------------------------------------------------------------------------------------------
+# Batches of epochs: several data files, one model, one process and one compiled batch
+
+
+def run_fit_batch(items, config: FitConfig, *, overwrite: bool = False, campaign: str | None = None) -> list[pathlib.Path]:
+    """Fit ``config`` to several data files in one :func:`~vlbicore.inference.fit_many` batch and write one
+    store per file; each posterior is seeded as its lone fit would be, so its store holds what
+    :func:`run_fit` of that file alone would give (up to the compilation of other shapes). ``items``:
+    mappings with ``data``, ``out`` and optionally ``epoch``, ``source``, ``date``, ``band``. With
+    ``config.snapshots`` every file gets its own snapshot batch, one after the other, in this process."""
+    items = [dict(item) for item in items]
+    for i, item in enumerate(items):
+        missing = [key for key in ("data", "out") if not item.get(key)]
+        if missing:
+            raise VlbiError(f"batch[{i}]: no {', '.join(missing)}; every entry needs data and out")
+    epoch_of = [item.get("epoch") or pathlib.Path(str(item["data"])).stem for item in items]
+    info_of = [{k: item[k] for k in EPOCH_FIELDS if item.get(k)} for item in items]
+    if config.snapshots is not None:
+        return [run_snapshot_fit(item["data"], config, item["out"], epoch=epoch, overwrite=overwrite,
+                                 epoch_info=info, campaign=campaign)
+                for item, epoch, info in zip(items, epoch_of, info_of)]
+    t0 = time.perf_counter()
+    prepared = [prepare_products(item["data"], config) for item in items]
+    load_time = (time.perf_counter() - t0) / len(items)
+    results = fit_many([products for _, products, _ in prepared], config.sky_model, config.sampler,
+                       config.noise_model)
+    paths = []
+    for item, epoch, info, (obs, products, warnings), result in zip(items, epoch_of, info_of, prepared, results):
+        result.timings["load"] = load_time
+        paths.append(write_result(result, item["out"], config, obs, products, epoch=epoch, overwrite=overwrite,
+                                  epoch_info=info, campaign=campaign, data_warnings=warnings))
+    return paths
