@@ -188,3 +188,26 @@ def test_m87_windows_pooled_agree_with_the_whole_track():
         whole_sd = float(np.std(results[0].posterior[name]))
         sigma = np.hypot(pooled["sd"], whole_sd)
         assert abs(pooled["mean"] - whole_median) < 3 * sigma, (name, pooled, whole_median, whole_sd)
+
+
+def test_snapshot_store_gathers_with_times_and_plots_against_time(rotating_store, tmp_path):
+    from vlbicore.survey.gather import gather_stores, load_gathered
+    from vlbicore.survey.plots import plot_fit, plot_sources
+
+    store, _ = rotating_store
+    result = gather_stores([store], tmp_path / "gather", n_workers=1)
+    tables = load_gathered(tmp_path / "gather")
+    snapshots = tables["snapshots"]
+    n = len(snapshot_records(open_fit_store(store)))
+    assert set(snapshots["snapshot"]) == set(range(n))
+    d = snapshots[snapshots["parameter"] == "d"].sort_values("snapshot")
+    assert np.all(d["time_end"].to_numpy() >= d["time_start"].to_numpy())
+    assert np.all((d["hdi_low"] <= d["median"]) & (d["median"] <= d["hdi_high"]))
+    # the fit's row in summary.csv is the pooled value; fits.csv says how many snapshots it has
+    pooled = result.summary[result.summary["parameter"] == "d"].iloc[0]
+    expected = pooled_estimate(d["median"], d["sd"])
+    assert pooled["mean"] == pytest.approx(expected["mean"]) and pooled["sd"] == pytest.approx(expected["sd"])
+    assert int(result.fits["n_snapshots"].iloc[0]) == n
+    plots = plot_sources(tables, tmp_path / "plots", formats=("png",))
+    assert all(p.stat().st_size > 0 for p in next(iter(plots.values()))["parameters_vs_time"])
+    assert (tmp_path / "fit" / "parameters_time.png") in plot_fit(store, tmp_path / "fit", formats=("png",))
