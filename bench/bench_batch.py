@@ -71,6 +71,8 @@ def main():
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--starts", type=int, default=16)
     parser.add_argument("--lone", type=int, default=3, help="lone fits measured (the first compiles)")
+    parser.add_argument("--chain-method", default="parallel", choices=("parallel", "vectorized", "sequential"),
+                        help="how the slots run (lone fits and batches alike)")
     parser.add_argument("--host-devices", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={args.host_devices}"
@@ -90,14 +92,15 @@ def main():
     sizes = [int(s) for s in args.sizes.split(",")]
     config = FitConfig.from_dict({"model": {"type": "mring", "order": 1}, "priors": {"d": [30, 60]},
                                   "sampler": {"chains": args.chains, "warmup": args.warmup, "samples": args.samples,
-                                              "starts": args.starts}})
+                                              "starts": args.starts, "chain_method": args.chain_method}})
     t0 = time.perf_counter()
     sets = product_sets(args.source, max(sizes + [args.lone]), config)
     print(f"{len(sets)} {args.source} posteriors built in {time.perf_counter() - t0:.1f} s; "
           f"data per posterior: median {int(sorted(sum(p.n for p in s.values()) for s in sets)[len(sets) // 2])}")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.1f} at start; jax {jax.__version__}, {args.host_devices} host devices; "
-          f"sampler {args.chains} chains x ({args.warmup} + {args.samples}), {args.starts} starts")
+          f"sampler {args.chains} chains x ({args.warmup} + {args.samples}), {args.starts} starts, "
+          f"chain_method {args.chain_method}")
     model, noise, sampler = config.sky_model, config.noise_model, config.sampler
 
     lone = []
@@ -110,7 +113,7 @@ def main():
 
     batch = {}
     print(f"{'N':>5} {'batch wall':>11} {'per post.':>10} {'marginal':>9} {'/cold':>7} {'/warm':>7} "
-          f"{'N lone (extrap.)':>17} {'N x cold':>9} {'speed-up':>9} {'converged':>10}")
+          f"{'N lone (extrap.)':>17} {'N x cold':>9} {'speed-up':>9} {'converged':>10} {'chains':>7} {'rounds':>6}")
     for n in sizes:
         t = time.perf_counter()
         results = fit_many(sets[:n], model, sampler, noise)
@@ -119,8 +122,12 @@ def main():
         marginal = (batch[n] - batch[previous[-1]]) / (n - previous[-1]) if previous else float("nan")
         lone_n = cold + (n - 1) * warm
         converged = sum(bool(r.convergence["converged"]) for r in results)
+        # a posterior with several modes worth sampling gets chains per mode: extra slots, run in extra
+        # rounds of N x chains slots (the last one filled with copies)
+        slots = sum(int(next(iter(r.posterior.values())).shape[0]) for r in results)
+        rounds = -(-slots // (n * args.chains))
         print(f"{n:5d} {batch[n]:10.1f}s {batch[n] / n:9.2f}s {marginal:8.2f}s {marginal / cold:7.1%} "
-              f"{marginal / warm:7.1%} {lone_n:16.1f}s {n * cold:8.1f}s {lone_n / batch[n]:8.2f}x {converged:>5d}/{n}")
+              f"{marginal / warm:7.1%} {lone_n:16.1f}s {n * cold:8.1f}s {lone_n / batch[n]:8.2f}x {converged:>5d}/{n} {slots:7d} {rounds:6d}")
         sys.stdout.flush()
     print(f"load average at end {os.getloadavg()[0]:.1f}")
 
