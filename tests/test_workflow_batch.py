@@ -5,6 +5,8 @@ epochs, one batched model, tiny sampler settings)."""
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 import json
 import shutil
 
@@ -57,3 +59,21 @@ def test_batched_model_runs_one_job_per_chunk_and_reruns_only_the_changed_batch(
     # new content for one epoch: its prepare and its batch rerun, the other batch does not
     shutil.copyfile(tmp_path / "data" / "100-hi.uvfits", tmp_path / "data" / "101-lo.uvfits")
     assert planned_jobs(tmp_path, *targets) == {"prepare:101-lo", "fit_batch_mring1_1"}
+
+
+def test_batched_jobs_plan_through_the_gpu_cluster_profile_with_the_campaigns_fit_resources(tmp_path):
+    """Dry run through the shipped SLURM profile: the batch jobs are planned with `resources.fit` of the
+    campaign (the profile's `set-resources: fit` is for the per-fit rule; docs/workflow.md)."""
+    campaign = batch_campaign(tmp_path)
+    campaign["resources"] = {"fit": {"threads": 4, "mem_mb": 16000, "runtime": 120, "gpu": 1}}
+    write_campaign(tmp_path, campaign)
+    targets = [str(p.relative_to(tmp_path)) for p in stores(tmp_path).values()]
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+               "--configfile", str(tmp_path / "config.yaml"), "--profile", str(REPO / "vlbicore" / "profiles" / "gpu-cluster"),
+               "--dry-run", *targets]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = result.stdout + result.stderr
+    for rule in BATCHES:
+        block = text.split(f"rule {rule}:", 1)[1].split("\n\n", 1)[0]
+        assert "gpu=1" in block and "mem_mb=16000" in block and "fit-batch --batch-json" in block, block

@@ -145,6 +145,8 @@ class FitConfig:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["sampler"] = dataclasses.asdict(self.sampler)
         out["products"] = list(self.products)
+        if out["snapshots"] is None:  # a whole-track fit records what it recorded before snapshots existed
+            del out["snapshots"]
         return json.loads(json.dumps(out))
 
     # ----------------------------------------------------------------------------------------------
