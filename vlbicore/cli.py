@@ -8,6 +8,7 @@ Heavy imports (JAX, ehtim, xarray) happen inside the sub-commands, after the dev
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pathlib
 import sys
@@ -110,6 +111,8 @@ def fit_config_from_args(args):
         if args.gain_segment:
             gains["segment"] = args.gain_segment
         flags["gains"] = gains or True
+    if getattr(args, "snapshots", None):
+        flags["snapshots"] = args.snapshots
     sampler = {flag: getattr(args, flag) for flag in SAMPLER_FLAGS if getattr(args, flag) is not None}
     if not any("progress" in layer.get("sampler", {}) for layer, _ in layers):
         sampler["progress"] = sys.stderr.isatty() and not args.quiet
@@ -142,11 +145,12 @@ def cmd_fit(args):
     _set_host_devices(args.host_devices or min(config.sampler.chains, os.cpu_count() or 1))
     enable_compilation_cache()
 
-    from vlbicore.pipeline import run_fit
+    from vlbicore.pipeline import run_fit, run_snapshot_fit
 
     epoch_info = {key: getattr(args, key) for key in ("source", "date", "band") if getattr(args, key)}
-    store = run_fit(args.data, config, out, epoch=args.epoch, overwrite=args.overwrite, epoch_info=epoch_info,
-                    campaign=args.campaign)
+    run = run_fit if config.snapshots is None else run_snapshot_fit
+    store = run(args.data, config, out, epoch=args.epoch, overwrite=args.overwrite, epoch_info=epoch_info,
+                campaign=args.campaign)
     if not args.quiet:
         from vlbicore.store import format_summary
 
@@ -195,6 +199,35 @@ def cmd_calibrate_gather(args):
     for row in coverage.itertuples():
         print(f"{row.model:14s} {row.parameter:18s} {row.level:4.2f}: {row.covered:4d}/{row.n:<4d} "
               f"[{row.ci_low:.2f}, {row.ci_high:.2f}]{'' if row.consistent else '  off nominal'}")
+
+
+def cmd_fit_batch(args):
+    config = fit_config_from_args(args)
+    items = _parse_batch(args.batch_json)
+    for item in items:
+        out = pathlib.Path(item["out"])
+        if out.exists() and not args.overwrite:
+            raise VlbiError(f"--batch-json: {out} already exists; pass --overwrite to replace it or choose another path")
+        out.parent.mkdir(parents=True, exist_ok=True)
+    _set_host_devices(args.host_devices or min(config.sampler.chains * len(items), os.cpu_count() or 1))
+    enable_compilation_cache()
+
+    from vlbicore.pipeline import run_fit_batch
+
+    stores = run_fit_batch(items, config, overwrite=args.overwrite, campaign=args.campaign)
+    if not args.quiet:
+        for store in stores:
+            print(f"wrote {store}")
+
+
+def _parse_batch(text: str) -> list[dict]:
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise VlbiError(f"--batch-json: not JSON ({exc.msg}); give a list of {{data, out, epoch}} objects") from None
+    if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
+        raise VlbiError("--batch-json: expected a non-empty list of {data, out, epoch, source, date, band} objects")
+    return items
 
 
 def cmd_summary(args):
@@ -336,6 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gain-segment", dest="gain_segment", choices=("scan", "integration", "track"),
                    help="one gain per station and scan (default), integration (time stamp) or whole track "
                         "(implies --gains)")
+    p.add_argument("--snapshots", metavar="SPEC",
+                   help="fit one posterior per time window, all in one batch, into one store with a `snapshot` "
+                        "dimension: 'scan' (one window per scan) or a window length such as 10min, 2h, 90s "
+                        "(explicit [start, end] windows in hours UTC: `snapshots:` in --config); windows with "
+                        "fewer than 2 closure phases or fewer data than parameters + 1 are skipped and listed")
     p.add_argument("--chains", type=int, help="NUTS chains (default 4)")
     p.add_argument("--warmup", type=int, help="warmup steps per chain (default 1000)")
     p.add_argument("--samples", type=int, help="draws kept per chain (default 2000)")
@@ -356,6 +394,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing store at --out")
     p.add_argument("--quiet", action="store_true", help="print nothing on success (no summary, no progress)")
     p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("fit-batch", help="fit one model to several observations in one process and one compiled "
+                       "batch; write one Zarr store per observation (the workflow's batched fit jobs)")
+    p.add_argument("--batch-json", required=True, metavar="JSON",
+                   help='the observations as a JSON list: [{"data": FILE, "out": STORE, "epoch": ID, "source": ..., '
+                        '"date": ..., "band": ...}, ...] (data and out required)')
+    p.add_argument("--fit-json", required=True, metavar="JSON", help="fit configuration as a JSON string (as `fit`)")
+    p.add_argument("--config", help="YAML/JSON fit configuration file, under --fit-json")
+    p.add_argument("--host-devices", type=int, metavar="N",
+                   help="CPU devices to expose to JAX (default: min(chains x observations, cores))")
+    p.add_argument("--campaign", help="campaign name recorded in every store")
+    p.add_argument("--overwrite", action="store_true", help="replace existing stores")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success")
+    p.set_defaults(func=cmd_fit_batch, model=None, order=None, products=None, noise=None, snr_cut=None, snapshots=None,
+                   **dict.fromkeys(SAMPLER_FLAGS))
 
     text = "print a fit store's parameters, convergence and goodness of fit"
     p = sub.add_parser("summary", help=text, description=text + ".")

@@ -20,6 +20,7 @@ import json
 import math
 from typing import Any, Mapping
 
+from vlbicore.data.windows import parse_spec
 from vlbicore.errors import VlbiError
 from vlbicore.inference.settings import SamplerSettings
 from vlbicore.likelihood.gains import DEFAULT_AMP_SNR_CUT, GainModel
@@ -29,7 +30,7 @@ from vlbicore.products import AMP_LIKELIHOODS, PRODUCT_KINDS, check_product_set
 
 # keys of one fit configuration (what --config / --fit-json hold, and what a campaign model may set)
 FIT_KEYS = ("model", "products", "sampler", "priors", "fixed", "noise", "systematic", "amp_likelihood",
-            "covariance", "snr_cut", "gains")
+            "covariance", "snr_cut", "gains", "snapshots")
 # keys a campaign sets for every model and a model may override
 CAMPAIGN_DEFAULT_KEYS = ("products", "sampler", "noise", "systematic", "amp_likelihood", "covariance", "snr_cut",
                          "gains")
@@ -54,7 +55,10 @@ class FitConfig:
     mapping: per kind; default: log closure amplitudes below SNR 3, where they are biased; with gains
     also amplitudes below SNR 3); ``gains``: station gains (false: none; true: the EHT 2017 defaults; a
     mapping of ``method`` (marginal | sampled), ``segment`` (scan | integration | track), ``sigma`` and
-    per-station ``stations`` overrides, see :mod:`vlbicore.likelihood.gains`).
+    per-station ``stations`` overrides, see :mod:`vlbicore.likelihood.gains`);
+    ``snapshots``: fit one posterior per time window instead of the whole track (``scan``, a window
+    length such as ``10min``, or a list of ``[start, end]`` hours UTC; see :mod:`vlbicore.data.windows`);
+    default none (one fit of the whole observation).
     """
 
     model: Mapping[str, Any]
@@ -68,6 +72,7 @@ class FitConfig:
     covariance: bool = True
     snr_cut: Any = dataclasses.field(default_factory=lambda: {"lcamp": 3.0})
     gains: Any = False
+    snapshots: Any = None
 
     def __post_init__(self):
         if not isinstance(self.model, Mapping) or not self.model:
@@ -91,6 +96,9 @@ class FitConfig:
                 raise VlbiError(f"snr_cut.{kind}: not a product; use {', '.join(PRODUCT_KINDS)}")
             if not isinstance(cut, (int, float)) or isinstance(cut, bool) or not cut >= 0:
                 raise VlbiError(f"snr_cut: {cut!r} is not a number >= 0; use e.g. 3 (SNR below which data are dropped)")
+        if self.snapshots is not None:
+            parsed = parse_spec(self.snapshots, "snapshots")
+            object.__setattr__(self, "snapshots", [list(p) for p in parsed] if isinstance(parsed, tuple) else self.snapshots)
         if not (self.noise in ("default", "none") or isinstance(self.noise, Mapping)):
             raise VlbiError(f"noise: {self.noise!r} is not 'default', 'none' or a mapping of "
                             f"{', '.join(TERMS)} to true/false")
@@ -144,6 +152,8 @@ class FitConfig:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["sampler"] = dataclasses.asdict(self.sampler)
         out["products"] = list(self.products)
+        if out["snapshots"] is None:  # a whole-track fit records what it recorded before snapshots existed
+            del out["snapshots"]
         return json.loads(json.dumps(out))
 
     # ----------------------------------------------------------------------------------------------

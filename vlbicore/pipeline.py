@@ -18,11 +18,12 @@ import numpy as np
 from vlbicore.config import FitConfig
 from vlbicore.data import load_observation
 from vlbicore.data.quality import uncalibrated_phases
+from vlbicore.data.windows import describe_spec, split_windows, window_observation
 from vlbicore.errors import VlbiError
-from vlbicore.inference import fit
+from vlbicore.inference import fit, fit_many
 from vlbicore.likelihood import with_systematic
 from vlbicore.products import build_products
-from vlbicore.store import write_fit_store
+from vlbicore.store import build_fit_tree, build_snapshot_tree, write_fit_store, write_snapshot_store
 
 # Epoch facts a campaign may state for a file; they override what the file's header says in the store.
 EPOCH_FIELDS = ("source", "date", "band")
@@ -75,6 +76,16 @@ def write_result(result, out, config: FitConfig, obs, products, *, epoch: str, o
                  epoch_info: Mapping[str, str] | None = None, campaign: str | None = None,
                  data_warnings: list[str] | None = None) -> pathlib.Path:
     """Write one posterior's :class:`~vlbicore.inference.settings.FitResult` as a fit store at ``out``."""
+    fields = store_fields(result, config, obs, products, epoch=epoch, epoch_info=epoch_info, campaign=campaign,
+                          data_warnings=data_warnings)
+    return pathlib.Path(write_fit_store(out, **fields, overwrite=overwrite))
+
+
+def store_fields(result, config: FitConfig, obs, products, *, epoch: str,
+                 epoch_info: Mapping[str, str] | None = None, campaign: str | None = None,
+                 data_warnings: list[str] | None = None) -> dict:
+    """The keyword arguments of :func:`vlbicore.store.write_fit_store` (and ``build_fit_tree``) for one
+    posterior."""
     model, noise = config.sky_model, config.noise_model
 
     facts = {"source": obs.source, "date": obs.date, "band": obs.band}
@@ -120,8 +131,7 @@ def write_result(result, out, config: FitConfig, obs, products, *, epoch: str, o
         "goodness_of_fit": result.goodness_of_fit,
         "modes": result.modes,
     }
-    path = write_fit_store(
-        out,
+    return dict(
         posterior=result.posterior,
         sample_stats=result.sample_stats,
         log_likelihood=result.log_likelihood,
@@ -130,8 +140,126 @@ def write_result(result, out, config: FitConfig, obs, products, *, epoch: str, o
         diagnostics=diagnostics,
         attrs=attrs,
         uv=(obs.u, obs.v),
-        overwrite=overwrite,
         variable_attrs={**model.variable_attrs(), **noise.variable_attrs()},
         gains=result.gains or None,
     )
-    return pathlib.Path(path)
+
+
+# --------------------------------------------------------------------------------------------------
+# Snapshot fits: one posterior per time window of one observation, all in one batch, one store
+
+MIN_CLOSURE_PHASES = 2  # a window with fewer closure phases says nothing about the structure
+
+
+def snapshot_products(obs, config: FitConfig, spec) -> tuple[list, list, list[dict]]:
+    """(windows kept, their products, windows skipped with the reason) of ``obs`` for the snapshot
+    ``spec``. A window is skipped with fewer than ``MIN_CLOSURE_PHASES`` closure phases (when fitted)
+    or fewer data than free parameters + 1."""
+    n_free = len(config.sky_model.params) + len(config.noise_model.params)
+    kept, products, skipped = [], [], []
+    for window in split_windows(obs, spec):
+        part = build_products(window_observation(obs, window), config.products, covariance=config.covariance,
+                              amp_likelihood=config.amp_likelihood, snr_cut=config.snr_cuts)
+        counts = {kind: int(p.n) for kind, p in part.items()}
+        total = sum(counts.values())
+        reason = None
+        if "cphase" in counts and counts["cphase"] < MIN_CLOSURE_PHASES:
+            reason = f"{counts['cphase']} closure phases (< {MIN_CLOSURE_PHASES})"
+        elif total < n_free + 1:
+            reason = f"{total} data for {n_free} free parameters (need at least {n_free + 1})"
+        if reason:
+            skipped.append({"time_start": window.time_start, "time_end": window.time_end, "n_data": counts,
+                            "reason": reason})
+        else:
+            kept.append(window)
+            products.append(part)
+    return kept, products, skipped
+
+
+def run_snapshot_fit(data_path, config: FitConfig, out, *, spec=None, epoch: str | None = None,
+                     overwrite: bool = False, epoch_info: Mapping[str, str] | None = None,
+                     campaign: str | None = None) -> pathlib.Path:
+    """Split the observation at ``data_path`` into the time windows of ``spec`` (default
+    ``config.snapshots``; see :mod:`vlbicore.data.windows`), fit every window with enough data in one
+    :func:`~vlbicore.inference.fit_many` batch (each seeded as its lone fit would be) and write one
+    snapshot store at ``out`` (see :func:`vlbicore.store.build_snapshot_tree`)."""
+    spec = config.snapshots if spec is None else spec
+    if spec is None:
+        raise VlbiError("snapshots: no windows given; use --snapshots scan|10min or `snapshots:` in the fit config")
+    t0 = time.perf_counter()
+    obs = with_systematic(load_observation(data_path), config.systematic)
+    windows, product_sets, skipped = snapshot_products(obs, config, spec)
+    if not windows:
+        raise VlbiError(f"{data_path}: no {describe_spec(spec)} window has enough data "
+                        f"({len(skipped)} skipped: {skipped[0]['reason'] if skipped else 'no data'}); "
+                        "use longer windows or other products")
+    data_warnings = []
+    if "vis" in config.products:
+        warning = uncalibrated_phases(obs)
+        if warning:
+            print(f"vlbicore: warning: {warning}", file=sys.stderr)
+            data_warnings.append(warning)
+    load_time = time.perf_counter() - t0
+    results = fit_many(product_sets, config.sky_model, config.sampler, config.noise_model)
+    epoch = epoch or pathlib.Path(str(data_path)).stem
+    trees, records = [], []
+    for window, products, result in zip(windows, product_sets, results):
+        result.timings["load"] = load_time
+        fields = store_fields(result, config, window_observation(obs, window), products, epoch=epoch,
+                              epoch_info=epoch_info, campaign=campaign, data_warnings=data_warnings)
+        trees.append(build_fit_tree(**fields))
+        records.append({
+            "index": len(records), "time_start": window.time_start, "time_end": window.time_end,
+            "n_data": {kind: int(p.n) for kind, p in products.items()},
+            "converged": bool(result.convergence["converged"]), "convergence": result.convergence,
+            "adequate": bool(result.adequacy.get("adequate", False)), "adequacy": result.adequacy,
+            "multimodal": bool(result.multimodal),
+        })
+    bad = [f"snapshot {r['index']}: " + "; ".join(r["convergence"].get("reasons", [])) for r in records
+           if not r["converged"]]
+    inadequate = [f"snapshot {r['index']}: " + "; ".join(r["adequacy"].get("reasons", [])) for r in records
+                  if not r["adequate"]]
+    attrs = {
+        "data_path": str(obs.path), "flag_counts": obs.flag_counts,
+        "snapshot_spec": describe_spec(spec), "n_snapshots": len(records), "skipped_snapshots": skipped,
+        "converged": not bad, "adequate": not inadequate, "multimodal": any(r["multimodal"] for r in records),
+        "convergence": {"converged": not bad, "reasons": bad, "warnings": []},
+        "adequacy": {"adequate": not inadequate, "reasons": inadequate},
+    }
+    tree = build_snapshot_tree(trees, time_start=[w.time_start for w in windows],
+                               time_end=[w.time_end for w in windows], records=records, attrs=attrs)
+    return pathlib.Path(write_snapshot_store(out, tree, overwrite=overwrite))
+
+
+# --------------------------------------------------------------------------------------------------
+# Batches of epochs: several data files, one model, one process and one compiled batch
+
+
+def run_fit_batch(items, config: FitConfig, *, overwrite: bool = False, campaign: str | None = None) -> list[pathlib.Path]:
+    """Fit ``config`` to several data files in one :func:`~vlbicore.inference.fit_many` batch and write one
+    store per file; each posterior is seeded as its lone fit would be, so its store holds what
+    :func:`run_fit` of that file alone would give (up to the compilation of other shapes). ``items``:
+    mappings with ``data``, ``out`` and optionally ``epoch``, ``source``, ``date``, ``band``. With
+    ``config.snapshots`` every file gets its own snapshot batch, one after the other, in this process."""
+    items = [dict(item) for item in items]
+    for i, item in enumerate(items):
+        missing = [key for key in ("data", "out") if not item.get(key)]
+        if missing:
+            raise VlbiError(f"batch[{i}]: no {', '.join(missing)}; every entry needs data and out")
+    epoch_of = [item.get("epoch") or pathlib.Path(str(item["data"])).stem for item in items]
+    info_of = [{k: item[k] for k in EPOCH_FIELDS if item.get(k)} for item in items]
+    if config.snapshots is not None:
+        return [run_snapshot_fit(item["data"], config, item["out"], epoch=epoch, overwrite=overwrite,
+                                 epoch_info=info, campaign=campaign)
+                for item, epoch, info in zip(items, epoch_of, info_of)]
+    t0 = time.perf_counter()
+    prepared = [prepare_products(item["data"], config) for item in items]
+    load_time = (time.perf_counter() - t0) / len(items)
+    results = fit_many([products for _, products, _ in prepared], config.sky_model, config.sampler,
+                       config.noise_model)
+    paths = []
+    for item, epoch, info, (obs, products, warnings), result in zip(items, epoch_of, info_of, prepared, results):
+        result.timings["load"] = load_time
+        paths.append(write_result(result, item["out"], config, obs, products, epoch=epoch, overwrite=overwrite,
+                                  epoch_info=info, campaign=campaign, data_warnings=warnings))
+    return paths

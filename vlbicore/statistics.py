@@ -132,3 +132,31 @@ def draw_statistics(samples: np.ndarray, prob: float = HDI_PROB, period: float |
         "hdi_low": low,
         "hdi_high": high,
     }
+
+
+POOLING_METHOD = ("inverse-variance weighted mean of the snapshot medians (weights 1/sd², sd the posterior "
+                  "sd of each snapshot; Gaussian approximation of each posterior), its error 1/sqrt(Σ 1/sd²), "
+                  "and χ² = Σ (median - pooled)²/sd² over N - 1 degrees of freedom: a static source gives "
+                  "χ²/(N-1) ≈ 1 (p = P(χ² larger) not small)")
+
+
+def pooled_estimate(medians, sds, period: float | None = None) -> dict[str, float]:
+    """Pool per-snapshot estimates of one parameter (see ``POOLING_METHOD``): ``mean``, ``sd`` (its
+    error), ``chi2``, ``dof``, ``p_value`` and ``n``. Angles (``period``) are pooled on the circle: the
+    medians are unwrapped around their circular mean first. Snapshots with a NaN or zero sd are left out."""
+    from scipy.stats import chi2 as chi2_dist
+
+    m = np.asarray(medians, np.float64)
+    s = np.asarray(sds, np.float64)
+    keep = np.isfinite(m) & np.isfinite(s) & (s > 0)
+    m, s = m[keep], s[keep]
+    if m.size == 0:
+        return {"mean": math.nan, "sd": math.nan, "chi2": math.nan, "dof": 0, "p_value": math.nan, "n": 0}
+    w = 1.0 / s**2
+    if period:
+        m = unwrap_around_circular_mean(m, period, w)
+    mean = float(np.sum(w * m) / np.sum(w))
+    chi2 = float(np.sum(w * (m - mean) ** 2))
+    dof = int(m.size - 1)
+    return {"mean": mean, "sd": float(1 / np.sqrt(np.sum(w))), "chi2": chi2, "dof": dof,
+            "p_value": float(chi2_dist.sf(chi2, dof)) if dof > 0 else math.nan, "n": int(m.size)}

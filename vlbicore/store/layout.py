@@ -237,6 +237,117 @@ def _write_tree(tree: xr.DataTree, target: Path) -> None:
         tree.to_zarr(target, mode="w-", consolidated=True, zarr_format=ZARR_FORMAT, encoding=_encoding(tree))
 
 
+# --------------------------------------------------------------------------------------------------
+# Snapshot stores: many posteriors of one model (time windows of one observation) in one store
+
+SNAPSHOT_DIM = "snapshot"
+
+
+def _pad(ds: xr.Dataset, dim: str, n: int) -> xr.Dataset:
+    """``ds`` padded along ``dim`` to ``n`` entries: NaN for floats, False for booleans, -1 for integers,
+    "" for strings (padding is marked elsewhere: chain weight 0, mode_lp NaN)."""
+    if dim not in ds.dims or ds.sizes[dim] >= n:
+        return ds
+    out = {}
+    for name, var in ds.data_vars.items():
+        if dim not in var.dims:
+            out[name] = var
+            continue
+        axis = var.dims.index(dim)
+        shape = list(var.shape)
+        shape[axis] = n - var.shape[axis]
+        kind = var.dtype.kind
+        fill = {"f": np.nan, "c": np.nan, "b": False, "i": -1, "u": 0}.get(kind, "")
+        extra = np.full(shape, fill, dtype=var.dtype if kind in "fcbiu" else object)
+        out[name] = (var.dims, np.concatenate([np.asarray(var.values), extra], axis=axis), var.attrs)
+    coords = {k: v for k, v in ds.coords.items() if dim not in v.dims}
+    if dim in ds.coords:
+        coords[dim] = np.arange(n)
+    return xr.Dataset(out, coords=coords, attrs=ds.attrs)
+
+
+def build_snapshot_tree(trees: list[xr.DataTree], *, time_start, time_end, records: list[dict],
+                        attrs: Mapping[str, Any]) -> xr.DataTree:
+    """One store of many posteriors of one model, from each snapshot's :func:`build_fit_tree`.
+
+    Posterior, sample statistics and per-snapshot diagnostics gain a trailing ``snapshot`` dimension
+    (coordinates ``time_start``, ``time_end`` in hours UTC and ``n_<kind>``: the count of each product);
+    snapshots with fewer chains or modes than others are padded (chain weight 0, ``mode_lp`` NaN).
+    ``log_likelihood``, ``posterior_predictive`` and ``observed_data`` hold every snapshot's data along
+    the usual ``<kind>_dim`` with ``<kind>_snapshot`` saying whose datum it is (its log-likelihood is
+    evaluated at that snapshot's draws). ``records``: per snapshot, the facts a lone store keeps in its
+    root attributes (converged, convergence, adequate, adequacy, multimodal, ...), stored as the JSON
+    list ``snapshots``."""
+    if not trees:
+        raise VlbiError("snapshots: no snapshot has enough data to fit; use longer windows or other products")
+    n_chain = max(t["posterior"].sizes["chain"] for t in trees)
+    n_mode = max(t["diagnostics"].sizes.get("mode", 0) for t in trees)
+    products = sorted({str(p) for t in trees for p in t["diagnostics"]["product"].values.tolist()})
+    counts = {f"n_{kind}": ((SNAPSHOT_DIM,), np.array([int(r["n_data"].get(kind, 0)) for r in records], np.int64))
+              for kind in products}
+    snapshot_coords = {SNAPSHOT_DIM: np.arange(len(trees)),
+                       "time_start": ((SNAPSHOT_DIM,), np.asarray(time_start, np.float64)),
+                       "time_end": ((SNAPSHOT_DIM,), np.asarray(time_end, np.float64)), **counts}
+
+    def stacked(group: str, pad: dict[str, int], reindex: dict | None = None) -> xr.Dataset:
+        parts = []
+        for t in trees:
+            ds = t[group].dataset
+            if reindex:
+                ds = ds.reindex(reindex)
+            for dim, n in pad.items():
+                ds = _pad(ds, dim, n)
+            parts.append(ds.drop_vars([c for c in ds.coords if c not in ds.dims]))
+        out = xr.concat(parts, dim=SNAPSHOT_DIM, data_vars="all", coords="minimal", compat="override")
+        out = out.transpose(..., SNAPSHOT_DIM)  # each variable keeps its own dims, snapshot last
+        for name in out.data_vars:  # units, periods
+            out[name].attrs.update(trees[0][group].dataset[name].attrs)
+        return out.assign_coords(snapshot_coords)
+
+    groups = {
+        "posterior": stacked("posterior", {"chain": n_chain}),
+        "sample_stats": stacked("sample_stats", {"chain": n_chain}),
+        "diagnostics": stacked("diagnostics", {"chain": n_chain, "mode": n_mode},
+                               reindex={"product": np.array(products, dtype=object)}),
+    }
+    for name in ("mode", "chain"):
+        for g in groups.values():
+            if name in g.dims:
+                g.coords[name] = np.arange(g.sizes[name])
+
+    def joined(group: str, kinds) -> xr.Dataset:
+        data_vars = {}
+        for kind in kinds:
+            arrays = [np.asarray(_pad(t[group].dataset[[kind]], "chain", n_chain)[kind].values) for t in trees]
+            data_vars[kind] = (("chain", "draw", f"{kind}_dim"), np.concatenate(arrays, axis=2))
+        return xr.Dataset(data_vars, coords=_chain_draw_coords((n_chain, trees[0]["posterior"].sizes["draw"])))
+
+    kinds = [k for k in trees[0]["log_likelihood"].dataset.data_vars]
+    groups["log_likelihood"] = joined("log_likelihood", kinds)
+    if all("posterior_predictive" in t.children for t in trees):
+        groups["posterior_predictive"] = joined("posterior_predictive", list(trees[0]["posterior_predictive"].dataset.data_vars))
+    observed = {}
+    first = trees[0]["observed_data"].dataset
+    for name, var in first.data_vars.items():
+        dim = var.dims[0]
+        observed[name] = ((dim,), np.concatenate([np.asarray(t["observed_data"].dataset[name].values) for t in trees]))
+    for dim in sorted({v.dims[0] for v in first.data_vars.values()}):
+        owner = "uv" if dim == "uv_dim" else dim[: -len("_dim")]
+        observed[f"{owner}_snapshot"] = ((dim,), np.concatenate(
+            [np.full(t["observed_data"].dataset.sizes.get(dim, 0), s, np.int64) for s, t in enumerate(trees)]))
+    groups["observed_data"] = xr.Dataset(observed)
+    root = dict(trees[0].attrs)
+    root.update({k: _attr_value(k, v) for k, v in attrs.items()})
+    root["snapshots"] = _attr_value("snapshots", list(records))
+    return xr.DataTree.from_dict({"/": xr.Dataset(attrs=root), **groups})
+
+
+def write_snapshot_store(path, tree: xr.DataTree, *, overwrite: bool = False) -> Path:
+    """Write a :func:`build_snapshot_tree` tree atomically at ``path`` (existing refused unless ``overwrite``)."""
+    return write_directory_atomically(path, lambda temp: _write_tree(tree, temp), overwrite=overwrite,
+                                      what="snapshot fit store")
+
+
 def write_fit_store(
     path,
     *,

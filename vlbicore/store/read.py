@@ -14,7 +14,7 @@ import xarray as xr
 from vlbicore import SCHEMA_VERSION
 from vlbicore.errors import VlbiError
 from vlbicore.statistics import draw_statistics
-from vlbicore.store.layout import REQUIRED_GROUPS
+from vlbicore.store.layout import REQUIRED_GROUPS, SNAPSHOT_DIM
 
 
 def read_fit_tree(path, *, chunks: dict | None = None) -> xr.DataTree:
@@ -159,3 +159,77 @@ def parameter_statistics(tree: xr.DataTree) -> dict[str, dict[str, float]]:
             stats[key] = stored.get(key, {}).get(name, math.nan)
         out[name] = stats
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Snapshot stores (many posteriors of one model, one per time window; see store.layout.build_snapshot_tree)
+
+
+def is_snapshot_store(tree: xr.DataTree) -> bool:
+    """Whether the store holds one posterior per time window (a ``snapshot`` dimension)."""
+    return "posterior" in tree.children and SNAPSHOT_DIM in tree["posterior"].dataset.dims
+
+
+def snapshot_records(tree: xr.DataTree) -> list[dict[str, Any]]:
+    """Per snapshot: index, time_start, time_end (hours UTC), n_data per product and its verdicts
+    (converged, adequate, multimodal, ...), from the root attribute ``snapshots``; empty for a lone fit."""
+    if not is_snapshot_store(tree):
+        return []
+    return list(json_attr(tree, "snapshots", []) or [])
+
+
+def skipped_snapshots(tree: xr.DataTree) -> list[dict[str, Any]]:
+    """Windows left out of a snapshot store (too few data), with their times and the reason."""
+    return list(json_attr(tree, "skipped_snapshots", []) or [])
+
+
+def snapshot_view(tree: xr.DataTree, index: int) -> xr.DataTree:
+    """Snapshot ``index`` of a snapshot store as a lone fit's tree (its chains, modes, data and verdicts),
+    so every reader of lone stores reads it unchanged; root attributes gain ``snapshot``,
+    ``time_start``, ``time_end``."""
+    records = snapshot_records(tree)
+    if not 0 <= index < len(records):
+        raise VlbiError(f"snapshot {index}: the store has snapshots 0-{len(records) - 1}; choose one of them")
+    record = records[index]
+    diag = tree["diagnostics"].dataset.isel({SNAPSHOT_DIM: index})
+    chains = np.flatnonzero(np.asarray(diag["chain_weight"].values) > 0) if "chain_weight" in diag else None
+    modes = np.flatnonzero(np.isfinite(np.asarray(diag["mode_lp"].values))) if "mode_lp" in diag else None
+
+    def own(ds: xr.Dataset) -> xr.Dataset:
+        ds = ds.isel({SNAPSHOT_DIM: index}) if SNAPSHOT_DIM in ds.dims else ds
+        ds = ds.drop_vars([c for c in ds.coords if c not in ds.dims], errors="ignore")
+        if chains is not None and "chain" in ds.dims:
+            ds = ds.isel(chain=chains).assign_coords(chain=np.arange(len(chains)))
+        if modes is not None and "mode" in ds.dims:
+            ds = ds.isel(mode=modes).assign_coords(mode=np.arange(len(modes)))
+        return ds
+
+    groups = {}
+    observed = tree["observed_data"].dataset
+    mine = {}
+    for name in observed.data_vars:
+        if str(name).endswith("_snapshot"):
+            dim = observed[name].dims[0]
+            mine[dim] = np.flatnonzero(np.asarray(observed[name].values) == index)
+    for group in tree.children:
+        ds = own(tree[group].dataset)
+        for dim, rows in mine.items():
+            if dim in ds.dims:
+                ds = ds.isel({dim: rows})
+        if group == "observed_data":
+            ds = ds.drop_vars([n for n in ds.data_vars if str(n).endswith("_snapshot")])
+        groups[group] = ds
+    attrs = dict(tree.attrs)
+    attrs.pop("snapshots", None)
+    attrs.pop("skipped_snapshots", None)
+    for key, value in record.items():
+        if key in ("index", "n_data"):
+            continue
+        attrs[key] = json.dumps(value) if isinstance(value, (dict, list)) else value
+    attrs["snapshot"] = int(index)
+    return xr.DataTree.from_dict({"/": xr.Dataset(attrs=attrs), **groups})
+
+
+def snapshot_views(tree: xr.DataTree) -> list[xr.DataTree]:
+    """Every snapshot of a snapshot store as a lone fit's tree (see :func:`snapshot_view`)."""
+    return [snapshot_view(tree, i) for i in range(len(snapshot_records(tree)))]

@@ -23,6 +23,8 @@ SCHEMA_PATH = pathlib.Path(__file__).resolve().parents[1] / "schemas" / "config.
 
 # Keys of a campaign model entry that describe the sky model itself (the rest are fit settings).
 MODEL_SPEC_KEYS = ("type", "order", "modifiers", "components", "flux")
+# Keys of a campaign model entry for the workflow only (how its fits are grouped into jobs), not the fit.
+WORKFLOW_KEYS = ("batch",)
 
 
 def fit_layers(config: dict, model_id: str) -> list[tuple[dict, str]]:
@@ -31,7 +33,7 @@ def fit_layers(config: dict, model_id: str) -> list[tuple[dict, str]]:
     model = config["models"][model_id]
     defaults = {key: config[key] for key in CAMPAIGN_DEFAULT_KEYS if key in config}
     spec = {key: model[key] for key in MODEL_SPEC_KEYS if key in model}
-    own = {key: value for key, value in model.items() if key not in MODEL_SPEC_KEYS}
+    own = {key: value for key, value in model.items() if key not in MODEL_SPEC_KEYS + WORKFLOW_KEYS}
     return [(defaults, "campaign defaults"), ({"model": spec, **own}, f"models.{model_id}")]
 
 

@@ -12,6 +12,8 @@ are still gathered.
 
 Outputs in ``out_dir``: ``summary.csv``/``summary.parquet`` (tidy: epoch × model × parameter),
 ``fits.csv``/``fits.parquet`` (one row per fit), ``loo.csv`` (model ranking per epoch),
+``snapshots.csv``/``snapshots.parquet`` (snapshot stores: one row per epoch × model × snapshot × parameter, with the window's
+``time_start``/``time_end`` in hours UTC; the store's pooled values are its rows in ``summary.csv``),
 ``problems.csv`` and ``gathered.zarr`` (summaries along epoch, model, parameter, product).
 """
 from __future__ import annotations
@@ -33,8 +35,10 @@ import xarray as xr
 from vlbicore import SCHEMA_VERSION
 from vlbicore.errors import VlbiError
 from vlbicore.statistics import HDI_PROB
-from vlbicore.store import (fit_level_summary, json_attr, missing_groups, open_fit_store, parameter_statistics,
-                            read_fit_tree, schema_problem, write_directory_atomically)
+from vlbicore.store import (fit_level_summary, is_snapshot_store, json_attr, missing_groups, open_fit_store,
+                            parameter_statistics, read_fit_tree, schema_problem, snapshot_records,
+                            write_directory_atomically)
+from vlbicore.store.summary import snapshot_summary
 from vlbicore.survey.compare import (COMPARE_COLUMNS, LooResult, compare_models, data_identity, describe_difference,
                                      loo_from_tree, weight_method)
 
@@ -114,7 +118,62 @@ def _summarize_open_store(tree: xr.DataTree, path: Path) -> dict[str, Any]:
     return record
 
 
+def _reduce_snapshot_tree(tree: xr.DataTree, path: Path, problems: list) -> dict[str, Any]:
+    """A snapshot store: one row per snapshot × parameter (``snapshots.csv``) and, as the fit's parameters
+    in ``summary.csv``, the pooled value of each parameter (``POOLING_METHOD``; HDI columns NaN). No
+    leave-one-scan-out LOO: a snapshot store's posteriors are of different data."""
+    table = snapshot_summary(tree).reset_index()
+    posterior = tree["posterior"].dataset
+    records = snapshot_records(tree)
+    convergence = json_attr(tree, "convergence", {}) or {}
+    adequacy = json_attr(tree, "adequacy", {}) or {}
+    converged = bool(tree.attrs.get("converged", False))
+    if not converged:
+        problems.append(("not_converged", f"{path}: snapshot fits did not all converge "
+                                          f"({'; '.join(convergence.get('reasons', [])) or 'no reason stored'})"))
+    stats_columns = [*STAT_COLUMNS, "converged", "adequate"]
+    rows, params = [], {}
+    for _, r in table.iterrows():
+        units = str(posterior[r["parameter"]].attrs.get("units", ""))
+        period = float(posterior[r["parameter"]].attrs.get("period", math.nan))
+        if str(r["snapshot"]) == "pooled":
+            params[r["parameter"]] = {**{k: float(r[k]) for k in STAT_COLUMNS}, "units": units, "period": period}
+            continue
+        rows.append({"parameter": r["parameter"], "snapshot": int(r["snapshot"]), "time_start": float(r["time_start"]),
+                     "time_end": float(r["time_end"]), **{k: r[k] for k in stats_columns}, "units": units,
+                     "period": period})
+    n_data: dict[str, int] = {}
+    for record in records:
+        for kind, n in record["n_data"].items():
+            n_data[kind] = n_data.get(kind, 0) + int(n)
+    stats = tree["sample_stats"].dataset
+    return {
+        "converged": converged,
+        "adequate": _optional_bool(tree.attrs.get("adequate")),
+        "multimodal": _optional_bool(tree.attrs.get("multimodal")),
+        "adequacy_reasons": "; ".join(map(str, adequacy.get("reasons", []))) if isinstance(adequacy, dict) else "",
+        "campaign": str(tree.attrs.get("campaign", "")),
+        "model_spec": json.dumps(json_attr(tree, "model_spec", {}) or {}, sort_keys=True),
+        "reasons": "; ".join(convergence.get("reasons", [])),
+        "divergences": int(np.asarray(stats["diverging"].values).sum()) if "diverging" in stats else 0,
+        "n_samples": int(np.isfinite(np.asarray(posterior[next(iter(posterior.data_vars))].values)).sum()),
+        "reduced_chi2": {},
+        "n_data": n_data,
+        "n_modes": 0,
+        "n_snapshots": len(records),
+        "snapshot_spec": str(tree.attrs.get("snapshot_spec", "")),
+        "products": json_attr(tree, "products", []),
+        "data_sha256": str(tree.attrs.get("data_sha256", "")),
+        "params": params,
+        "snapshots": rows,
+        "loo": None,
+        "identity": None,
+    }
+
+
 def _reduce_tree(tree: xr.DataTree, path: Path, problems: list) -> dict[str, Any]:
+    if is_snapshot_store(tree):
+        return _reduce_snapshot_tree(tree, path, problems)
     fit = fit_level_summary(tree)
     if not fit["converged"]:
         reasons = "; ".join(fit["reasons"]) or "no reason stored"
@@ -272,6 +331,7 @@ def _fits_table(records: list[dict], products: list[str]) -> pd.DataFrame:
         row = {k: r[k] for k in ("epoch", "model", "date", "band", "source", "converged", "adequate", "multimodal",
                                  "reasons", "adequacy_reasons", "divergences", "n_samples", "n_modes", "campaign",
                                  "model_spec")}
+        row["n_snapshots"] = r.get("n_snapshots", 0)  # 0: a whole-track fit
         for kind in products:
             row[f"reduced_chi2_{kind}"] = r["reduced_chi2"].get(kind, math.nan)
             row[f"n_{kind}"] = r["n_data"].get(kind, 0)
@@ -290,6 +350,17 @@ def _summary_table(records: list[dict], fits: pd.DataFrame) -> pd.DataFrame:
     text_columns = ("reasons", "adequacy_reasons", "model_spec", "path")
     fit_columns = [c for c in fits.columns if c not in text_columns] if len(fits) else ["epoch", "model"]
     return params.merge(fits[fit_columns], on=["epoch", "model"], how="left") if len(fits) else params
+
+
+SNAPSHOT_COLUMNS = ["epoch", "model", "source", "band", "parameter", "snapshot", "time_start", "time_end", *STAT_COLUMNS,
+                    "converged", "adequate", "units", "period"]
+
+
+def _snapshot_table(records: list[dict]) -> pd.DataFrame:
+    """One row per epoch × model × snapshot × parameter of the snapshot stores (``snapshots.csv``)."""
+    rows = [{"epoch": r["epoch"], "model": r["model"], "source": r["source"], "band": r["band"], **row}
+            for r in records for row in r.get("snapshots", [])]
+    return pd.DataFrame(rows, columns=SNAPSHOT_COLUMNS)
 
 
 def _comparison_table(records: list[dict], method: str) -> tuple[pd.DataFrame, list[tuple]]:
@@ -394,6 +465,7 @@ def gather_stores(
     products = sorted({k for r in gathered for k in (*r["reduced_chi2"], *r["n_data"])})
     fits = _fits_table(gathered, products)
     summary = _summary_table(gathered, fits)
+    snapshots = _snapshot_table(gathered)
     comparison, loo_problems = _comparison_table(gathered, loo_weights)
     problems = pd.concat(
         [_problems_table(records), pd.DataFrame(loo_problems, columns=PROBLEM_COLUMNS)], ignore_index=True
@@ -405,8 +477,12 @@ def gather_stores(
         "fits_parquet": out_dir / "fits.parquet",
         "loo_csv": out_dir / "loo.csv",
         "problems_csv": out_dir / "problems.csv",
+        "snapshots_csv": out_dir / "snapshots.csv",
+        "snapshots_parquet": out_dir / "snapshots.parquet",
         "gathered_zarr": out_dir / "gathered.zarr",
     }
+    snapshots.to_csv(files["snapshots_csv"], index=False)
+    snapshots.astype({"converged": bool, "adequate": bool}).to_parquet(files["snapshots_parquet"], index=False)
     summary.to_csv(files["summary_csv"], index=False)
     summary.to_parquet(files["summary_parquet"], index=False)
     fits.to_csv(files["fits_csv"], index=False)
@@ -460,6 +536,8 @@ def load_gathered(gather_dir) -> dict[str, pd.DataFrame]:
         "loo": _read_csv_text_ids(gather_dir / needed["loo"], ("epoch", "model")),
         "problems": _read_csv_text_ids(gather_dir / needed["problems"], PROBLEM_COLUMNS),
     }
+    snapshots = gather_dir / "snapshots.parquet"  # snapshot fits (absent in gathers of older versions)
+    tables["snapshots"] = pd.read_parquet(snapshots) if snapshots.exists() else pd.DataFrame(columns=SNAPSHOT_COLUMNS)
     return tables
 
 

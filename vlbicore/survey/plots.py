@@ -31,7 +31,8 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from vlbicore.errors import VlbiError  # noqa: E402
 from vlbicore.statistics import HDI_PROB  # noqa: E402
-from vlbicore.store import open_fit_store, parameter_names  # noqa: E402
+from vlbicore.store import is_snapshot_store, open_fit_store, parameter_names, snapshot_view  # noqa: E402
+from vlbicore.store.summary import snapshot_summary  # noqa: E402
 from vlbicore.survey import display  # noqa: E402
 
 FORMATS = ("png", "svg")
@@ -421,11 +422,84 @@ def uv_figure(tree: xr.DataTree) -> Figure:
     return fig
 
 
+def snapshot_table(tree: xr.DataTree) -> pd.DataFrame:
+    """A snapshot store's per-snapshot rows (parameter, snapshot, time_start, time_end, median, HDI,
+    converged, ...) and pooled rows, with each parameter's ``units`` and ``period``."""
+    frame = snapshot_summary(tree).reset_index()
+    posterior = tree["posterior"].dataset
+    frame["units"] = [str(posterior[p].attrs.get("units", "")) if p in posterior else "" for p in frame["parameter"]]
+    frame["period"] = [float(posterior[p].attrs.get("period", math.nan)) if p in posterior else math.nan
+                       for p in frame["parameter"]]
+    return frame
+
+
+def parameter_time_figure(table: pd.DataFrame, title: str = "") -> Figure:
+    """One panel per key parameter against time (hours UTC): each snapshot's median and 94 % HDI at the
+    middle of its window (horizontal bar: the window), hollow = not converged; one series per (epoch,
+    model) when the table has those columns; a store's pooled value as a line with its ±1σ band."""
+    rows = table[table["snapshot"].astype(str) != "pooled"]
+    pooled = table[table["snapshot"].astype(str) == "pooled"]
+    names = campaign_parameters(rows.assign(parameter=rows["parameter"]))
+    keys = [c for c in ("epoch", "model") if c in rows]
+    series = list(rows.groupby(keys, sort=True)) if keys else [((), rows)]
+    fig, axes = plt.subplots(len(names), 1, figsize=(7, 2.3 * len(names) + 0.9), squeeze=False, sharex=True)
+    for ax, name in zip(axes[:, 0], names):
+        units = ""
+        for i, (key, group) in enumerate(series):
+            group = group[group["parameter"] == name].sort_values("time_start")
+            if not len(group):
+                continue
+            units = str(group["units"].iloc[0]) if "units" in group else ""
+            period = display.display_period(float(group["period"].iloc[0]) if "period" in group else None, units)
+            median = display.to_display(np.asarray(group["median"], float), units)
+            shift = display.unwrap_series(median, period)
+            low = display.to_display(np.asarray(group["hdi_low"], float), units) + shift
+            high = display.to_display(np.asarray(group["hdi_high"], float), units) + shift
+            median = median + shift
+            mid = 0.5 * (np.asarray(group["time_start"], float) + np.asarray(group["time_end"], float))
+            half = 0.5 * (np.asarray(group["time_end"], float) - np.asarray(group["time_start"], float))
+            colour = f"C{i % 10}"
+            label = " / ".join(str(k) for k in (key if isinstance(key, tuple) else (key,))) or None
+            for j, ok in enumerate(np.asarray(group["converged"], bool)):
+                ax.errorbar(mid[j], median[j], xerr=half[j], yerr=[[median[j] - low[j]], [high[j] - median[j]]],
+                            fmt="o", color=colour, mfc=colour if ok else "none", ms=4, lw=1,
+                            label=label if j == 0 else None)
+            mine = pooled[pooled["parameter"] == name]
+            for k in keys:
+                mine = mine[mine[k] == group[k].iloc[0]] if k in mine else mine
+            if len(mine):
+                value = float(display.to_display(np.asarray(mine["median"], float), units)[0])
+                error = float(display.to_display(np.asarray(mine["sd"], float), units)[0])
+                if period and np.isfinite(value):  # the pooled angle on the branch of the series
+                    value += period * np.round((np.nanmedian(median) - value) / period)
+                ax.axhline(value, color=colour, lw=0.8, ls="--")
+                ax.axhspan(value - error, value + error, color=colour, alpha=0.15, lw=0)
+        ax.set_ylabel(display.axis_label(name, units), fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("time (hours UTC)")
+    if len(series) > 1 or keys:
+        axes[0, 0].legend(fontsize=7, loc="best")
+    heading = f"{title}\n" if title else ""
+    fig.suptitle(f"{heading}median and {HDI_PROB:.0%} HDI per snapshot; dashed: pooled ±1σ",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def plot_fit(store_path, out_dir, *, formats: Iterable[str] = FORMATS) -> list[Path]:
     """Trace, corner, model image, data against model, normalised residuals and uv-coverage plots of one
-    store (PNG + SVG each; the last two only where the store has predictions and uv coordinates)."""
+    store (PNG + SVG each; the last two only where the store has predictions and uv coordinates). A
+    snapshot store gets each parameter against time (``parameters_time``) and the lone-fit plots of its
+    first snapshot (``snapshot0_*``)."""
     tree = open_fit_store(store_path)
     out_dir = Path(out_dir)
+    if is_snapshot_store(tree):
+        paths = save_figure(parameter_time_figure(snapshot_table(tree), _title(tree)), out_dir, "parameters_time",
+                            formats)
+        view = snapshot_view(tree, 0)
+        for stem, build in (("trace", trace_figure), ("corner", corner_figure), ("residuals", residual_figure)):
+            paths.extend(save_figure(build(view), out_dir, f"snapshot0_{stem}", formats))
+        return paths
     builders = {
         "trace": trace_figure,
         "corner": corner_figure,
@@ -617,8 +691,11 @@ def source_tables(tables: dict[str, pd.DataFrame], source: str) -> dict[str, pd.
     fits = tables["fits"][_column(tables["fits"], "source", "").fillna("").astype(str) == source]
     epochs = set(fits["epoch"])
     pick = lambda frame: frame[frame["epoch"].isin(epochs)] if len(frame) else frame
-    return {"fits": fits, "summary": pick(tables["summary"]), "loo": pick(tables["loo"]),
-            "problems": pick(tables["problems"])}
+    out = {"fits": fits, "summary": pick(tables["summary"]), "loo": pick(tables["loo"]),
+           "problems": pick(tables["problems"])}
+    if "snapshots" in tables:
+        out["snapshots"] = pick(tables["snapshots"])
+    return out
 
 
 def plot_sources(tables: dict[str, pd.DataFrame], out_dir, *, formats: Iterable[str] = FORMATS) -> dict[str, dict[str, list[Path]]]:
@@ -636,8 +713,21 @@ def plot_sources(tables: dict[str, pd.DataFrame], out_dir, *, formats: Iterable[
             "parameters_vs_epoch": lambda: parameter_epoch_figure(part["summary"], part["fits"], title),
             "loo_comparison": lambda: loo_figure(part["loo"], part["fits"], title),
         }
+        if len(part.get("snapshots", ())):  # snapshot fits: each parameter against time
+            figures["parameters_vs_time"] = lambda: parameter_time_figure(_with_pooled(part), title)
         out[source] = {name: save_figure(build(), out_dir, name + suffix, formats) for name, build in figures.items()}
     return out
+
+
+def _with_pooled(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The gather's snapshot rows plus each snapshot store's pooled rows (its ``summary`` rows)."""
+    snapshots = tables["snapshots"]
+    keys = set(zip(snapshots["epoch"], snapshots["model"]))
+    summary = tables["summary"]
+    pooled = summary[[(e, m) in keys for e, m in zip(summary["epoch"], summary["model"])]]
+    pooled = pooled.assign(snapshot="pooled", time_start=np.nan, time_end=np.nan)
+    return pd.concat([snapshots.assign(snapshot=snapshots["snapshot"].astype(object)), pooled[
+        [c for c in snapshots.columns if c in pooled.columns]]], ignore_index=True)
 
 
 def plot_campaign(gather_dir, out_dir, *, formats: Iterable[str] = FORMATS) -> list[Path]:

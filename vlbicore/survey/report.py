@@ -30,7 +30,7 @@ import pandas as pd
 from vlbicore import __version__
 from vlbicore.errors import VlbiError
 from vlbicore.statistics import HDI_PROB
-from vlbicore.store import json_attr, read_fit_tree
+from vlbicore.store import is_snapshot_store, json_attr, read_fit_tree, snapshot_records
 from vlbicore.survey import display
 from vlbicore.survey.gather import load_gathered
 
@@ -200,6 +200,10 @@ def _store_details(path: str) -> dict:
         details = {"convergence": json_attr(tree, "convergence", {}) or {}, "adequacy": json_attr(tree, "adequacy", {}) or {},
                    "attrs": {k: tree.attrs.get(k) for k in ("data_path", "frequency_hz", "created", "vlbicore_version")}}
         diag = tree["diagnostics"].dataset if "diagnostics" in tree.children else None
+        if is_snapshot_store(tree):  # one posterior per time window: verdicts and modes are per snapshot
+            details["snapshots"] = snapshot_records(tree)
+            details["skipped_snapshots"] = json_attr(tree, "skipped_snapshots", []) or []
+            diag = None
         if diag is not None and "mode_lp" in diag:
             modes = {"lp": np.asarray(diag["mode_lp"].values, dtype=float).tolist()}
             for name in ("mode_chains", "mode_mass"):
@@ -243,6 +247,10 @@ def _verdict_section(fit: pd.Series, details: dict) -> str:
 
 
 def _modes_text(fit: pd.Series, details: dict) -> str:
+    if "snapshots" in details:
+        multimodal = [str(r["index"]) for r in details["snapshots"] if r.get("multimodal")]
+        return (f"{len(details['snapshots'])} snapshots, {len(details.get('skipped_snapshots', []))} windows skipped "
+                f"(too few data); multimodal snapshots: {', '.join(multimodal) or 'none'}")
     modes = details.get("modes")
     if not modes:
         n_modes = fit.get("n_modes")

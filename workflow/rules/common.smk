@@ -159,6 +159,56 @@ def epoch_flags(epoch: str) -> list:
     return flags
 
 
+def campaign_flags() -> list:
+    """`--campaign` for the fit jobs, when the config names its campaign."""
+    return [f"--campaign={config['campaign']}"] if config.get("campaign") else []
+
+
+# Batched fits (a model's `batch: N`): one job fits N epochs of that model in one process and one compiled
+# batch, still writing one store per epoch. The batches are chunks of N of the sorted epoch ids, so they
+# do not depend on the order of the config, and a change to one epoch reruns only the job of its chunk
+# (a new or removed epoch shifts the chunks after it). Default 1: the plain `fit` rule, one job per fit.
+
+
+def model_batch(model_id: str) -> int:
+    return int(MODELS[model_id].get("batch", 1) or 1)
+
+
+def fit_batches() -> list:
+    """(model, index, epoch ids) of every batch of every batched model, in a fixed order."""
+    batches = []
+    for model_id in sorted(MODELS):
+        size = model_batch(model_id)
+        if size <= 1:
+            continue
+        epochs = sorted(EPOCHS)
+        for index, start in enumerate(range(0, len(epochs), size)):
+            batches.append((model_id, index, epochs[start : start + size]))
+    return batches
+
+
+def unbatched_model_pattern() -> str:
+    """Regular expression of the model ids the plain `fit` rule serves (batched ones have batch rules)."""
+    import re
+
+    names = [re.escape(m) for m in sorted(MODELS) if model_batch(m) <= 1]
+    return "|".join(names) if names else "(?!)"  # (?!) matches nothing: every model is batched
+
+
+def batch_rule_name(model_id: str, index: int) -> str:
+    """`fit_batch_<model>_<index>`, with the characters a rule name cannot hold replaced."""
+    import re
+
+    return f"fit_batch_{re.sub(r'[^A-Za-z0-9_]', '_', model_id)}_{index}"
+
+
+def batch_json(model_id: str, epochs: list) -> str:
+    """`--batch-json` of one batch: per epoch its prepared file, store and stated facts (canonical JSON)."""
+    items = [{"data": prepared_path(e), "out": store_path(e, model_id), "epoch": e,
+              **{k: str(EPOCHS[e][k]) for k in ("source", "date", "band") if EPOCHS[e].get(k)}} for e in epochs]
+    return json.dumps(items, sort_keys=True, separators=(",", ":"))
+
+
 def prepared_path(epoch: str) -> str:
     return f"{RESULTS}/prepared/{epoch}.npz"
 

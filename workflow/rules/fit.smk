@@ -24,7 +24,10 @@ rule prepare:
 
 rule fit:
     """One model fitted to one epoch -> one Zarr store. The store is written to a temporary path and
-    renamed when complete, so a killed job never leaves a store that looks finished."""
+    renamed when complete, so a killed job never leaves a store that looks finished. Models with
+    `batch: N` (N > 1) are fitted by the batch rules below instead."""
+    wildcard_constraints:
+        model=unbatched_model_pattern(),
     input:
         prepared=f"{RESULTS}/prepared/{{epoch}}.npz",
     output:
@@ -44,6 +47,34 @@ rule fit:
     shell:
         "{PYTHON:q} -m vlbicore fit {input.prepared:q} --out {output.store:q} --epoch {wildcards.epoch:q}"
         " --fit-json {params.fit:q} {params.epoch:q} --host-devices {threads} --quiet > {log:q} 2>&1"
+
+
+for _model, _index, _epochs in fit_batches():
+
+    rule:
+        """Several epochs of one model (`batch: N`) fitted in one process and one compiled batch -> one
+        Zarr store per epoch, each written atomically (see docs/workflow.md for the trade-off)."""
+        name:
+            batch_rule_name(_model, _index)
+        input:
+            prepared=[prepared_path(epoch) for epoch in _epochs],
+        output:
+            stores=[directory(store_path(epoch, _model)) for epoch in _epochs],
+        params:
+            fit=fit_json(_model),
+            batch=batch_json(_model, _epochs),
+            campaign=campaign_flags(),
+            vlbicore_version=VLBICORE_VERSION,
+        log:
+            f"logs/fit/batches/{_model}/{_index}.log",
+        benchmark:
+            f"benchmarks/fit/batches/{_model}/{_index}.tsv"
+        threads: rule_threads("fit")
+        resources:
+            **rule_resources("fit"),
+        shell:
+            "{PYTHON:q} -m vlbicore fit-batch --batch-json {params.batch:q} --fit-json {params.fit:q}"
+            " {params.campaign:q} --host-devices {threads} --quiet > {log:q} 2>&1"
 
 
 rule summary:
