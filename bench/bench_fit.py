@@ -31,13 +31,14 @@ DATA = REPO / "data/eht-m87-2017/SR1_M87_2017_101_lo_hops_netcal_StokesI.uvfits"
 RAD_PER_UAS = np.pi / 180 / 3600 / 1e6
 
 
-def ours(products_kinds, chains, warmup, samples, dtype="float64"):
+def ours(products_kinds, chains, warmup, samples, dtype="float64", noise="default"):
     from vlbicore.config import FitConfig
     from vlbicore.inference import fit
     from vlbicore.pipeline import prepare_products
 
     # the default fit, as `vlbicore fit` runs it: default noise model, closure covariance, SNR cut
     config = FitConfig.from_dict({"model": {"type": "thick_mring", "order": 1}, "products": list(products_kinds),
+                                  "noise": noise,
                                   "sampler": {"chains": chains, "warmup": warmup, "samples": samples, "seed": 0,
                                               "dtype": dtype}})
     _, products, _ = prepare_products(DATA, config)
@@ -139,7 +140,9 @@ def main(argv=None):
         if args.one == "baseline":
             result = talk_baseline(args.warmup, args.samples)
         else:
-            result = ours(VARIANTS[args.one], 4, args.warmup, args.samples)
+            # "<variant>" or "<variant>:<noise setting>" (e.g. amp+cphase:none, the fit without noise terms)
+            variant, _, noise = args.one.partition(":")
+            result = ours(VARIANTS[variant], 4, args.warmup, args.samples, noise=noise or "default")
         print(json.dumps(result, default=float))
         return 0
     warmup, samples = (200, 400) if args.quick else (1000, 2000)
