@@ -133,15 +133,20 @@ def cmd_prepare(args):
     print(f"prepared {args.data} -> {args.out}: {len(obs.u)} rows, {len(obs.stations)} stations; flagged {obs.flag_counts}")
 
 
-def cmd_fit(args):
-    config = fit_config_from_args(args)
-    out = pathlib.Path(args.out)
-    if out.exists() and not args.overwrite:
+def _prepare_output(out: pathlib.Path, overwrite: bool) -> None:
+    """Refuse an existing ``--out`` unless ``overwrite``; create its folder (one-line errors)."""
+    if out.exists() and not overwrite:
         raise VlbiError(f"--out: {out} already exists; pass --overwrite to replace it or choose another path")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise VlbiError(f"--out: cannot create {out.parent} ({exc.strerror}); choose a writable location") from None
+
+
+def cmd_fit(args):
+    config = fit_config_from_args(args)
+    out = pathlib.Path(args.out)
+    _prepare_output(out, args.overwrite)
     _set_host_devices(args.host_devices or min(config.sampler.chains, os.cpu_count() or 1))
     enable_compilation_cache()
 
@@ -170,12 +175,7 @@ def cmd_calibrate_run(args):
             section[key] = getattr(args, key)
     prepare = _parse_mapping(args.prepare_json, "--prepare-json") if args.prepare_json else {}
     out = pathlib.Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise VlbiError(f"--out: {out} already exists; pass --overwrite to replace it or choose another path")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise VlbiError(f"--out: cannot create {out.parent} ({exc.strerror}); choose a writable location") from None
+    _prepare_output(out, args.overwrite)
     _set_host_devices(args.host_devices or min(config.sampler.chains, os.cpu_count() or 1))
     enable_compilation_cache()
 

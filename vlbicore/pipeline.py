@@ -63,13 +63,20 @@ def prepare_products(data_path, config: FitConfig):
                               amp_likelihood=config.amp_likelihood, snr_cut=config.snr_cuts)
     if sum(p.n for p in products.values()) == 0:
         raise VlbiError(f"{data_path}: no usable {', '.join(config.products)} data; check flags or choose other products")
-    data_warnings = []
+    data_warnings = data_quality_warnings(obs, config)
+    return obs, products, data_warnings
+
+
+def data_quality_warnings(obs, config: FitConfig) -> list[str]:
+    """One-line warnings about the data for this fit (uncalibrated phases when ``vis`` is fitted), also
+    printed to stderr."""
+    warnings = []
     if "vis" in config.products:
         warning = uncalibrated_phases(obs)
         if warning:
             print(f"vlbicore: warning: {warning}", file=sys.stderr)
-            data_warnings.append(warning)
-    return obs, products, data_warnings
+            warnings.append(warning)
+    return warnings
 
 
 def write_result(result, out, config: FitConfig, obs, products, *, epoch: str, overwrite: bool = False,
@@ -193,12 +200,7 @@ def run_snapshot_fit(data_path, config: FitConfig, out, *, spec=None, epoch: str
         raise VlbiError(f"{data_path}: no {describe_spec(spec)} window has enough data "
                         f"({len(skipped)} skipped: {skipped[0]['reason'] if skipped else 'no data'}); "
                         "use longer windows or other products")
-    data_warnings = []
-    if "vis" in config.products:
-        warning = uncalibrated_phases(obs)
-        if warning:
-            print(f"vlbicore: warning: {warning}", file=sys.stderr)
-            data_warnings.append(warning)
+    data_warnings = data_quality_warnings(obs, config)
     load_time = time.perf_counter() - t0
     results = fit_many(product_sets, config.sky_model, config.sampler, config.noise_model)
     epoch = epoch or pathlib.Path(str(data_path)).stem
