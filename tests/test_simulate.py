@@ -127,3 +127,24 @@ def test_command_line_simulation_of_an_mring(tmp_path, capsys):
     with pytest.raises(VlbiError, match="NAME=VALUE"):
         parse_params(["d"])
     assert parse_params(["d=42", "beta_list=0.2+0.1j,-0.05j"]) == {"d": 42.0, "beta_list": [0.2 + 0.1j, -0.05j]}
+
+
+def test_uncalibrated_phases_are_told_apart_from_a_source():
+    """A vis fit needs calibrated phases: random station phases per scan (as raw EHT data have) trip the
+    one-line warning that points to closure products or gains; the same ring with calibrated phases does
+    not."""
+    import jax.numpy as jnp
+
+    from vlbicore.data.quality import uncalibrated_phases
+    from vlbicore.models import build_model
+
+    ring = build_model({"type": "mring", "order": 1})
+    truth = {"F0": 0.6, "d": 42.0, "beta1_re": -0.1, "beta1_im": 0.15, "x0": 0.0, "y0": 0.0}
+    model_fn = lambda u, v: ring.visibility({k: jnp.asarray(x) for k, x in truth.items()}, u, v)  # noqa: E731
+    common = dict(tint=60.0, tadv=600.0, seed=4)
+    calibrated = simulate_observation(model_fn, **common)
+    assert uncalibrated_phases(calibrated) is None
+    raw = simulate_observation(model_fn, gains=0.1, **common)  # gains: log-amplitude sd 0.1, phases uniform
+    warning = uncalibrated_phases(raw)
+    assert warning and "uncalibrated" in warning and "cphase" in warning and "gains" in warning
+    assert "\n" not in warning
