@@ -298,7 +298,7 @@ def test_a_ring_fitted_to_a_jet_is_not_adequate(tmp_path):
     adequate, with its reasons in the store and the summary."""
     import jax.numpy as jnp
 
-    jet = build_model({"components": {"core": {"type": "circ_gauss"}, "knot": {"type": "gauss"}}})
+    jet = build_model({"components": {"core": {"type": "circ_gauss"}, "knot": {"type": "gauss"}}, "flux": "components"})
     truth = {"core.F0": 0.5, "core.FWHM": 20.0, "core.x0": 0.0, "core.y0": 0.0, "knot.F0": 0.3, "knot.FWHM_maj": 60.0,
              "knot.FWHM_min": 20.0, "knot.PA": 1.1, "knot.x0": 40.0, "knot.y0": 25.0}
     path = tmp_path / "jet.uvfits"
