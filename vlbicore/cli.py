@@ -408,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing stores")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=cmd_fit_batch, model=None, order=None, products=None, noise=None, snr_cut=None, snapshots=None,
+                   gains=False, gain_method=None, gain_segment=None,
                    **dict.fromkeys(SAMPLER_FLAGS))
 
     text = "print a fit store's parameters, convergence and goodness of fit"
