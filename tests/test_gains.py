@@ -150,6 +150,65 @@ def test_sampled_and_marginalised_gains_agree(tmp_path):
     assert not b.gains
 
 
+@pytest.fixture(scope="module")
+def scan_gains(tmp_path_factory):
+    """Gains sampled per station and scan (amp + closure phases) of two simulated data sets with the
+    injected gains (30 % LMT / 10 % elsewhere), in one batch: per seed the fit and, per (station, scan)
+    with data, the injected log gain amplitude's z-score against its posterior draws and its station."""
+    from vlbicore.data.simulate import injected_gains
+
+    tmp_path = tmp_path_factory.mktemp("scan_gains")
+    sampler = {"chains": 2, "warmup": 200, "samples": 200, "starts": 12}
+    config = FitConfig.from_dict({"model": SPEC, "products": ["amp", "cphase"], "sampler": sampler,
+                                  "gains": {"method": "sampled", "segment": "scan"}})
+    seeds = (3, 4)
+    sets = [_simulated_products(tmp_path, seed, config) for seed in seeds]
+    results = fit_many(sets, config.sky_model, config.sampler, config.noise_model, gains=config.gain_model,
+                       seeds=seeds)
+    rows = []
+    for seed, r in zip(seeds, results):
+        truth = injected_gains(m87_file(101, "lo"), seed=seed, gains=INJECTED)
+        draws = np.asarray(r.gains["log_amplitude"]).reshape(-1, *np.shape(r.gains["log_amplitude"])[2:])
+        for s, station in enumerate(r.gains["stations"]):
+            for k, t in enumerate(r.gains["segment_time"]):
+                if not np.all(np.isfinite(draws[:, s, k])):
+                    continue  # no data of that station in that scan
+                scan = np.flatnonzero((truth["time_start"] - 1e-6 <= t) & (t <= truth["time_end"] + 1e-6))
+                assert len(scan) == 1, (station, t)
+                true = np.log(np.abs(truth["gain"][truth["stations"].index(station), scan[0]]))
+                x = draws[:, s, k]
+                low, high = np.quantile(x, [0.025, 0.975])
+                rows.append((station, (true - x.mean()) / x.std(), low <= true <= high, x.std()))
+    return results, rows
+
+
+@pytest.mark.slow
+def test_sampled_gains_cover_the_injected_gains(scan_gains):
+    """The injected log gain amplitudes lie inside their 95 % intervals (at least at the nominal rate),
+    the data narrow the gains well below their prior, and the true diameter is inside its 95 % interval."""
+    results, rows = scan_gains
+    for r in results:
+        lo, hi = np.quantile(r.posterior["d"], [0.025, 0.975])
+        assert lo <= TRUTH["d"] <= hi, (lo, hi)
+    rate = np.mean([inside for _, _, inside, _ in rows])
+    assert len(rows) > 100 and rate >= 0.88, (rate, len(rows))
+    widths = [sd for station, _, _, sd in rows if station != "LM"]
+    assert np.median(widths) < 0.6 * INJECTED["default"], np.median(widths)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="open in issue 15: per-scan sampled gain intervals are too wide. Measured "
+                   "(2026-12-03, seeds 3 and 4, 206 gains; 100 % inside the 95 % intervals with the default noise model): "
+                   "with noise 'none' the z-scores of the injected log amplitudes have sd 0.58 (every station "
+                   "0.46-0.69, every scan size), 91 % inside the 68 % intervals; the likelihood at the truth has sum z^2 = 183 for 212 "
+                   "amplitudes and chains agree (within/pooled sd 0.99), so the width comes from the posterior")
+def test_sampled_gain_intervals_are_calibrated(scan_gains):
+    """The z-scores of the injected gains against their posteriors spread like N(0, 1)."""
+    _, rows = scan_gains
+    spread = np.std([z for _, z, _, _ in rows])
+    assert 0.8 <= spread <= 1.25, spread
+
+
 def test_sampled_gains_group_round_trips_and_is_summarised(tmp_path):
     """The ``gains`` group: (chain, draw, station, segment) with station codes and segment times; the
     summary prints the gain model and one line per station."""
@@ -173,3 +232,29 @@ def test_sampled_gains_group_round_trips_and_is_summarised(tmp_path):
     text = format_summary(path)
     assert "gains:     marginal, one per station and scan, log-amplitude prior sd 0.1 (LM 1)" in text
     assert "  SM: |G| median" in text and "over 4 segments" in text
+
+
+def test_command_line_fit_of_visibilities_with_gains(tmp_path):
+    """``vlbicore fit DATA --products vis --gains``: sampled gains (log-amplitude and phase per station and
+    segment) are stored in the ``gains`` group, named by the summary and plotted against time."""
+    import subprocess
+    import sys
+
+    import xarray as xr
+
+    out = tmp_path / "vis_gains.zarr"
+    command = [sys.executable, "-m", "vlbicore", "fit", str(m87_file(101, "lo")), "--model", "thick_mring",
+               "--order", "1", "--products", "vis", "--gains", "--gain-segment", "track", "--chains", "2",
+               "--warmup", "60", "--samples", "60", "--starts", "8", "--out", str(out), "--quiet"]
+    fit = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    tree = xr.open_datatree(out, engine="zarr")
+    assert json.loads(tree.attrs["gains"])["method"] == "sampled"
+    ds = tree["gains"].ds
+    n_stations = len(load_observation(m87_file(101, "lo")).stations)
+    assert ds["log_amplitude"].shape == (2, 60, n_stations, 1) and ds["phase"].shape == (2, 60, n_stations, 1)
+    summary = subprocess.run([sys.executable, "-m", "vlbicore", "summary", str(out), "--plots", str(tmp_path / "plots"),
+                              "--formats", "png"], capture_output=True, text=True, timeout=600)
+    assert summary.returncode == 0, summary.stderr[-3000:]
+    assert "gains:     sampled, one per station and track" in summary.stdout, summary.stdout
+    assert (tmp_path / "plots" / "gains.png").stat().st_size > 5000

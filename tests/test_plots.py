@@ -14,6 +14,7 @@ from vlbicore.survey.plots import (
     best_draw,
     campaign_parameters,
     corner_figure,
+    gains_figure,
     image_figure,
     loo_figure,
     normalised_residual_figure,
@@ -82,6 +83,36 @@ def test_plot_fit_writes_png_and_svg_of_every_plot(gathered, tmp_path):
     assert stems == ["corner", "image", "normalised_residuals", "residuals", "trace", "uv_coverage"]
     assert sorted({p.suffix for p in paths}) == [".png", ".svg"]
     assert _nonempty(paths)
+
+
+def test_sampled_gains_are_plotted_against_time_per_station(tmp_path):
+    """A store with a ``gains`` group gets ``gains.png``: per station |G| and (vis) the gain phase
+    against time, median and 68 % interval per segment; phases near ±180° stay on one branch; a segment
+    without data for a station is left out, not drawn as NaN."""
+    import json
+
+    from vlbicore.likelihood.gains import GainModel
+
+    inputs = synthetic_fit_inputs(1, n_draws=60)
+    rng = np.random.default_rng(3)
+    log_amplitude = rng.normal(np.log(1.2), 0.02, (4, 60, 3, 5))
+    phase = np.pi - 0.05 + rng.normal(0, 0.03, (4, 60, 3, 5))  # straddles +180° (wraps to −180°)
+    phase = (phase + np.pi) % (2 * np.pi) - np.pi
+    log_amplitude[:, :, 2, 4] = phase[:, :, 2, 4] = np.nan
+    gains = {"log_amplitude": log_amplitude, "phase": phase, "stations": ("AA", "LM", "SM"),
+             "segment_time": np.linspace(1.0, 9.0, 5), "segment": "scan", "rhat": 1.002}
+    attrs = {**inputs["attrs"], "gains": json.dumps(GainModel(method="sampled").to_dict())}
+    path = write_fit_store(tmp_path / "g.zarr", **{**inputs, "attrs": attrs}, gains=gains)
+    paths = plot_fit(path, tmp_path / "fit")
+    assert "gains" in {p.stem for p in paths} and _nonempty(paths)
+    fig = gains_figure(open_fit_store(path))
+    assert len(fig.axes) == 3 * 2  # 3 stations × (|G|, phase)
+    amplitude_points = fig.axes[0].lines[0].get_ydata()  # AA, |G|
+    np.testing.assert_allclose(amplitude_points, 1.2, rtol=0.03)
+    phase_points = np.concatenate([fig.axes[2 * i + 1].lines[0].get_ydata() for i in range(3)])
+    assert np.all(np.abs(np.abs(phase_points) - 177) < 5)  # near ±180°, not averaged to 0°
+    assert len(fig.axes[4].lines[0].get_xdata()) == 4  # SM has no data in the last segment
+    assert "time (hours UTC)" in fig.axes[-1].get_xlabel()
 
 
 def test_campaign_plots(gathered, tmp_path):

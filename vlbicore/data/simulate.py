@@ -48,8 +48,8 @@ def simulate_observation(model_fn: Callable, *, array: str | Path | None = "EHT2
     ``nonclosing``: a complex baseline-based error, V → V (1 + ε) with Re ε, Im ε ~ N(0, nonclosing²)
     per baseline and scan (it does not cancel in closures); ``gains``: station gains g = exp(a + iφ) per
     station and scan with a ~ N(0, sd²) (one sd for all stations, or per station code) and φ uniform,
-    V_ij → g_i conj(g_j) V_ij (they cancel in closures). The injected gains are returned in
-    ``Observation``-independent form by :func:`injected_errors` with the same arguments.
+    V_ij → g_i conj(g_j) V_ij (they cancel in closures). :func:`injected_gains` with the same ``like``,
+    ``seed``, ``nonclosing`` and ``gains`` returns the injected gains per station and scan.
     """
     if like is not None:
         template = _like_template(like)
@@ -76,6 +76,22 @@ def observe(template: Observation, model_fn: Callable, *, noise: bool = True, se
     if noise:
         vis = vis + template.sigma * thermal
     return dataclasses.replace(template, vis=vis, flag_counts={}, path="<simulated>", sha256="")
+
+
+def injected_gains(like, *, seed: int = 0, nonclosing: float = 0.0,
+                   gains: float | Mapping[str, float] = 0.0) -> dict:
+    """The station gains :func:`simulate_observation` injects into a simulation on ``like``'s coverage
+    (a uvfits path, or its raw template ``Observation``) with the same ``seed``, ``nonclosing`` and
+    ``gains``: ``stations`` (codes), ``time_start``/``time_end`` (hours UTC, per scan) and ``gain``
+    (complex, station × scan; 1 where ``gains`` is 0)."""
+    template = like if isinstance(like, Observation) else _like_template(like)
+    _, g = scan_errors(template, np.random.default_rng([seed, 1]), nonclosing=nonclosing, gains=gains,
+                       with_gains=True)
+    scan, _ = scan_ids(template.time)
+    n_scans = g.shape[1]
+    start = np.array([template.time[scan == k].min() if np.any(scan == k) else np.nan for k in range(n_scans)])
+    end = np.array([template.time[scan == k].max() if np.any(scan == k) else np.nan for k in range(n_scans)])
+    return {"stations": tuple(template.stations), "time_start": start, "time_end": end, "gain": g}
 
 
 def scan_errors(obs: Observation, rng: np.random.Generator, *, nonclosing: float = 0.0,

@@ -422,6 +422,43 @@ def uv_figure(tree: xr.DataTree) -> Figure:
     return fig
 
 
+def gains_figure(tree: xr.DataTree) -> Figure:
+    """Sampled station gains against time, one row per station: |G| (median and 68 % interval per
+    segment, at the segment's mean time) and, for visibility fits, the gain phase in degrees. Segments
+    without data for a station are NaN in the store and left out."""
+    ds = tree["gains"].dataset
+    stations = [str(s) for s in ds["station"].values]
+    time = np.asarray(ds["segment_time"].values, float)
+    panels = [("log_amplitude", "|G|", np.exp)]
+    if "phase" in ds:
+        panels.append(("phase", "arg G (deg)", np.degrees))
+    fig, axes = plt.subplots(len(stations), len(panels), figsize=(3.6 * len(panels) + 1.2, 1.2 * len(stations) + 1.0),
+                             squeeze=False, sharex=True)
+    for column, (name, label, to_display) in enumerate(panels):
+        values = np.asarray(ds[name].values, float)  # (chain, draw, station, segment)
+        draws = values.reshape(-1, *values.shape[2:])
+        if name == "phase":  # the circular mean as centre, then quantiles of the wrapped offsets
+            centre = np.angle(np.sum(np.where(np.isfinite(draws), np.exp(1j * draws), 0), axis=0))
+            draws = centre + _wrap(draws - centre)
+        for row, station in enumerate(stations):
+            ax = axes[row, column]
+            mine = draws[:, row, :]
+            keep = np.all(np.isfinite(mine), axis=0)
+            if keep.any():
+                low, mid, high = to_display(np.quantile(mine[:, keep], [0.16, 0.5, 0.84], axis=0))
+                ax.errorbar(time[keep], mid, yerr=[mid - low, high - mid], fmt="o", ms=2.5, lw=0.8,
+                            color=f"C{row % 10}")
+            ax.axhline(1.0 if name == "log_amplitude" else 0.0, color="0.5", lw=0.6, ls=":")
+            ax.set_ylabel(f"{station}\n{label}", fontsize=7)
+            ax.tick_params(labelsize=7)
+            ax.grid(alpha=0.3)
+        axes[-1, column].set_xlabel("time (hours UTC)", fontsize=8)
+    fig.suptitle(f"{_title(tree)}\nstation gains per {ds.attrs.get('segmentation', 'segment')}: median and 68 % "
+                 f"interval (max R-hat {float(ds.attrs.get('max_rhat', math.nan)):.3f})", fontsize=9)
+    set_margins(fig, left=0.8, top=0.6, wspace=0.35, hspace=0.15)
+    return fig
+
+
 def snapshot_table(tree: xr.DataTree) -> pd.DataFrame:
     """A snapshot store's per-snapshot rows (parameter, snapshot, time_start, time_end, median, HDI,
     converged, ...) and pooled rows, with each parameter's ``units`` and ``period``."""
@@ -487,8 +524,9 @@ def parameter_time_figure(table: pd.DataFrame, title: str = "") -> Figure:
 
 
 def plot_fit(store_path, out_dir, *, formats: Iterable[str] = FORMATS) -> list[Path]:
-    """Trace, corner, model image, data against model, normalised residuals and uv-coverage plots of one
-    store (PNG + SVG each; the last two only where the store has predictions and uv coordinates). A
+    """Trace, corner, model image, data against model, normalised residuals, uv-coverage and gains plots
+    of one store (PNG + SVG each; the last three only where the store has predictions, uv coordinates and
+    sampled gains). A
     snapshot store gets each parameter against time (``parameters_time``) and the lone-fit plots of its
     first snapshot (``snapshot0_*``)."""
     tree = open_fit_store(store_path)
@@ -507,9 +545,11 @@ def plot_fit(store_path, out_dir, *, formats: Iterable[str] = FORMATS) -> list[P
         "residuals": residual_figure,
         "normalised_residuals": normalised_residual_figure,
         "uv_coverage": uv_figure,
+        "gains": gains_figure,
     }
     optional = {  # parts a store need not have
         "uv_coverage": "uv_u" in tree["observed_data"].dataset,
+        "gains": "gains" in tree.children,
         "normalised_residuals": "posterior_predictive" in tree.children,
     }
     paths: list[Path] = []

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import datetime
 import html
-import json
 import math
 import os
 import re
@@ -76,6 +75,8 @@ PLOT_CAPTIONS = {
                             "histogram against N(0, 1).",
     "image": "Model image of the highest-posterior draw with the fitted diameter(s) dashed.",
     "uv_coverage": "uv coverage of the observation.",
+    "gains": "Sampled station gains against time: |G| and (visibility fits) gain phase per segment, "
+             "median and 68 % interval.",
 }
 PLOT_ORDER = list(PLOT_CAPTIONS)
 
