@@ -150,23 +150,28 @@ def test_sampled_and_marginalised_gains_agree(tmp_path):
     assert not b.gains
 
 
-@pytest.fixture(scope="module")
-def scan_gains(tmp_path_factory):
-    """Gains sampled per station and scan (amp + closure phases) of two simulated data sets with the
-    injected gains (30 % LMT / 10 % elsewhere), in one batch: per seed the fit and, per (station, scan)
-    with data, the injected log gain amplitude's z-score against its posterior draws and its station."""
+@pytest.mark.slow
+def test_sampled_gains_cover_the_injected_gains(tmp_path):
+    """Gains sampled per station and scan (amp + closure phases) of four simulated data sets with the
+    injected gains (30 % LMT / 10 % elsewhere), in one batch: the injected log gain amplitudes are inside
+    their 95 % intervals at the nominal rate and their z-scores against the posteriors have rms ~1 (not
+    too narrow, not too wide); the data narrow the gains well below their prior; the true diameter is
+    inside its 95 % interval. Over several data sets: the overall gain level of a data set trades with
+    the total flux and is known only through the gain prior, so its error is shared by every gain of
+    that set (two sets alone happened to give rms 0.6)."""
     from vlbicore.data.simulate import injected_gains
 
-    tmp_path = tmp_path_factory.mktemp("scan_gains")
-    sampler = {"chains": 2, "warmup": 200, "samples": 200, "starts": 12}
+    sampler = {"chains": 2, "warmup": 300, "samples": 300, "starts": 12}
     config = FitConfig.from_dict({"model": SPEC, "products": ["amp", "cphase"], "sampler": sampler,
                                   "gains": {"method": "sampled", "segment": "scan"}})
-    seeds = (3, 4)
+    seeds = (3, 4, 5, 6)
     sets = [_simulated_products(tmp_path, seed, config) for seed in seeds]
     results = fit_many(sets, config.sky_model, config.sampler, config.noise_model, gains=config.gain_model,
                        seeds=seeds)
-    rows = []
+    z, inside, widths = [], [], []
     for seed, r in zip(seeds, results):
+        lo, hi = np.quantile(r.posterior["d"], [0.025, 0.975])
+        assert lo <= TRUTH["d"] <= hi, (seed, lo, hi)
         truth = injected_gains(m87_file(101, "lo"), seed=seed, gains=INJECTED)
         draws = np.asarray(r.gains["log_amplitude"]).reshape(-1, *np.shape(r.gains["log_amplitude"])[2:])
         for s, station in enumerate(r.gains["stations"]):
@@ -178,35 +183,13 @@ def scan_gains(tmp_path_factory):
                 true = np.log(np.abs(truth["gain"][truth["stations"].index(station), scan[0]]))
                 x = draws[:, s, k]
                 low, high = np.quantile(x, [0.025, 0.975])
-                rows.append((station, (true - x.mean()) / x.std(), low <= true <= high, x.std()))
-    return results, rows
-
-
-@pytest.mark.slow
-def test_sampled_gains_cover_the_injected_gains(scan_gains):
-    """The injected log gain amplitudes lie inside their 95 % intervals (at least at the nominal rate),
-    the data narrow the gains well below their prior, and the true diameter is inside its 95 % interval."""
-    results, rows = scan_gains
-    for r in results:
-        lo, hi = np.quantile(r.posterior["d"], [0.025, 0.975])
-        assert lo <= TRUTH["d"] <= hi, (lo, hi)
-    rate = np.mean([inside for _, _, inside, _ in rows])
-    assert len(rows) > 100 and rate >= 0.88, (rate, len(rows))
-    widths = [sd for station, _, _, sd in rows if station != "LM"]
+                z.append((true - x.mean()) / x.std())
+                inside.append(low <= true <= high)
+                if station != "LM":
+                    widths.append(x.std())
+    rate, rms = np.mean(inside), np.sqrt(np.mean(np.square(z)))
+    assert len(z) > 300 and 0.88 <= rate <= 0.99 and 0.8 <= rms <= 1.25, (rate, rms, len(z))
     assert np.median(widths) < 0.6 * INJECTED["default"], np.median(widths)
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="open in issue 15: per-scan sampled gain intervals are too wide. Measured "
-                   "(2026-12-03, seeds 3 and 4, 206 gains; 100 % inside the 95 % intervals with the default noise model): "
-                   "with noise 'none' the z-scores of the injected log amplitudes have sd 0.58 (every station "
-                   "0.46-0.69, every scan size), 91 % inside the 68 % intervals; the likelihood at the truth has sum z^2 = 183 for 212 "
-                   "amplitudes and chains agree (within/pooled sd 0.99), so the width comes from the posterior")
-def test_sampled_gain_intervals_are_calibrated(scan_gains):
-    """The z-scores of the injected gains against their posteriors spread like N(0, 1)."""
-    _, rows = scan_gains
-    spread = np.std([z for _, z, _, _ in rows])
-    assert 0.8 <= spread <= 1.25, spread
 
 
 def test_sampled_gains_group_round_trips_and_is_summarised(tmp_path):
