@@ -56,6 +56,12 @@ def test_pinning_follows_what_the_products_can_see():
     amplitudes = FitConfig.from_dict({"model": "thick_mring", "products": ["amp", "cphase"]})
     assert amplitudes.model_spec["fixed"] == {"x0": 0.0, "y0": 0.0} and "F0" in amplitudes.sky_model.names
     assert amplitudes.sky_model is amplitudes.sky_model  # built once
+    # visibilities see the position, unless gain phases per scan (or integration) absorb a shift
+    vis = {"model": "thick_mring", "products": ["vis"]}
+    assert "x0" in FitConfig.from_dict(vis).sky_model.names
+    assert "x0" in FitConfig.from_dict({**vis, "gains": {"segment": "track"}}).sky_model.names
+    for segment in ("scan", "integration"):
+        assert FitConfig.from_dict({**vis, "gains": {"segment": segment}}).model_spec["fixed"] == {"x0": 0.0, "y0": 0.0}
 
 
 def test_round_trip_through_plain_values():

@@ -148,3 +148,13 @@ def test_uncalibrated_phases_are_told_apart_from_a_source():
     warning = uncalibrated_phases(raw)
     assert warning and "uncalibrated" in warning and "cphase" in warning and "gains" in warning
     assert "\n" not in warning
+
+    # a vis fit with gain phases per scan models exactly these phases: no warning; one gain for the track does not
+    from vlbicore.config import FitConfig
+    from vlbicore.pipeline import data_quality_warnings
+
+    def warns(gains):
+        return bool(data_quality_warnings(raw, FitConfig.from_dict({"model": {"type": "mring", "order": 1},
+                                                                    "products": ["vis"], "gains": gains})))
+
+    assert warns(False) and warns({"segment": "track"}) and not warns(True) and not warns({"segment": "integration"})

@@ -163,17 +163,21 @@ class FitConfig:
     def model_spec(self) -> dict:
         """Model spec with the fit-level ``priors``/``fixed`` folded in, and the parameters the data products
         cannot see pinned: the absolute position (x0, y0 -> 0 µas) unless complex visibilities are fitted
-        (amplitudes and closure phases are blind to a shift), and the total flux (F0, or a sum's total_flux, -> 1 Jy) when only
-        closures are fitted. A flat direction would otherwise send NUTS on long, useless trajectories."""
+        without gain phases per scan or integration (amplitudes and closure phases are blind to a shift, and
+        such gain phases absorb it: a shift is a phase 2π(u_i x0 + v_i y0) per station and time), and the
+        total flux (F0, or a sum's total_flux, -> 1 Jy) when only closures are fitted. A flat direction would
+        otherwise send NUTS on long, useless trajectories."""
         spec = dict(self.model)
         priors = {k: v for k, v in self.priors.items() if not k.startswith(NOISE_PREFIX)}
         if priors:
             spec["priors"] = {**spec.get("priors", {}), **priors}
         fixed = {**spec.get("fixed", {}), **{k: v for k, v in self.fixed.items() if not k.startswith(NOISE_PREFIX)}}
         products = set(self.products)
+        gains = self.gain_model
+        sees_position = "vis" in products and not (gains is not None and gains.segment in ("scan", "integration"))
         for name in build_model({**spec, "fixed": fixed}).closure_invariant_params():
             is_flux = is_flux_scale(name)
-            sees_it = bool(products & {"amp", "vis"}) if is_flux else "vis" in products
+            sees_it = bool(products & {"amp", "vis"}) if is_flux else sees_position
             if not sees_it:
                 fixed.setdefault(name, 1.0 if is_flux else 0.0)
         if fixed:
