@@ -108,7 +108,7 @@ def coverage(products: list[str], n_seeds: int, batch: int, warmup: int, samples
             d = np.ravel(r.posterior["d"])
             position = ", ".join(f"{k} {np.median(r.posterior[k]):.2f} µas" for k in ("x0", "y0") if k in r.posterior)
             print(f"  seed {seed}: d {np.median(d):.2f} ± {np.std(d):.2f} µas, {position or 'position pinned'}, "
-                  f"max R-hat {r.convergence['max_rhat']:.3f}"
+                  f"max R-hat {r.convergence['max_rhat']:.3f}, adequate {r.adequacy.get('adequate')}"
                   + (f" (gains {r.gains['rhat']:.3f})" if r.gains else ""), flush=True)
             for level in inside:
                 lo, hi = np.quantile(d, [(1 - level) / 2, (1 + level) / 2])
