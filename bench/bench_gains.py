@@ -109,7 +109,8 @@ def coverage(products: list[str], n_seeds: int, batch: int, warmup: int, samples
             position = ", ".join(f"{k} {np.median(r.posterior[k]):.2f} µas" for k in ("x0", "y0") if k in r.posterior)
             print(f"  seed {seed}: d {np.median(d):.2f} ± {np.std(d):.2f} µas, {position or 'position pinned'}, "
                   f"max R-hat {r.convergence['max_rhat']:.3f}, adequate {r.adequacy.get('adequate')}"
-                  + (f" (gains {r.gains['rhat']:.3f})" if r.gains else ""), flush=True)
+                  + (f" (gains {r.gains['rhat']:.3f})" if r.gains else "")
+                  + "".join(f"\n    not adequate: {reason}" for reason in r.adequacy.get("reasons", [])), flush=True)
             for level in inside:
                 lo, hi = np.quantile(d, [(1 - level) / 2, (1 + level) / 2])
                 inside[level].append(lo <= TRUTH["d"] <= hi)

@@ -261,3 +261,43 @@ def test_convergence_gate_fails_low_ess_divergences_and_low_ebfmi():
     edge = convergence_verdict(parameter_diagnostics({"x": good}), np.zeros((4, 1000), bool), lp, energy=energy,
                                warnings=["d: posterior median 20 at the edge of its prior [20, 30]"])
     assert any(r.startswith("prior edge") for r in edge["reasons"])
+
+
+def test_adequacy_counts_both_parts_of_a_complex_visibility():
+    """A visibility's z² sums its real and imaginary parts, so a scan's χ² under the model has 2 × (its
+    visibilities) degrees of freedom: counted so, correct data are adequate; counted as 1 per datum (the
+    old verdict), every visibility fit was called inadequate."""
+    from vlbicore.inference.adequacy import adequacy_verdict
+    from vlbicore.products import VisibilityProduct
+
+    rng = np.random.default_rng(5)
+    scans = np.repeat(np.arange(30), 12)  # 30 scans of 12 visibilities
+    z2 = {"vis": rng.chisquare(2, size=(400, len(scans)))}
+    dof = {"vis": VisibilityProduct.degrees_of_freedom}
+    assert dof["vis"] == 2
+    assert adequacy_verdict(z2, {"vis": scans}, {}, degrees_of_freedom=dof)["adequate"]
+    assert not adequacy_verdict(z2, {"vis": scans}, {})["adequate"]
+
+
+@pytest.mark.xfail(strict=True, reason="open (issues 12/15): the vis fit of a simulated calibrated m-ring ends with "
+                   "d = 42.2 right but F0 = 0.22 (truth 0.6) and noise.fractional 0.65 > 0.3, so it is judged "
+                   "inadequate for that reason (measured 2026-12-03, seed 2); vis mode search, not yet looked into")
+def test_a_calibrated_visibility_fit_of_the_true_model_is_adequate(tmp_path):
+    """End to end: simulated calibrated visibilities of an m-ring, fitted with that model, pass the
+    adequacy verdict."""
+    from vlbicore.config import FitConfig
+    from vlbicore.data.simulate import simulate_observation
+    from vlbicore.inference import fit
+    from vlbicore.pipeline import prepare_products
+
+    ring = {"type": "mring", "order": 1}
+    config = FitConfig.from_dict({"model": ring, "products": ["vis"],
+                                  "sampler": {"chains": 2, "warmup": 150, "samples": 150, "starts": 8}})
+    truth = {"F0": 0.6, "d": 42.0, "beta1_re": -0.1, "beta1_im": 0.15, "x0": 0.0, "y0": 0.0}
+    model = config.sky_model
+    path = tmp_path / "ring.uvfits"
+    simulate_observation(lambda u, v: model.visibility({k: jnp.asarray(x) for k, x in truth.items()}, u, v),
+                         tint=60.0, tadv=600.0, tstart=0.0, tstop=12.0, seed=2, out=path)
+    _, products, _ = prepare_products(path, config)
+    result = fit(products, model, config.sampler, config.noise_model)
+    assert result.adequacy["adequate"], (result.adequacy["reasons"], {k: float(np.median(v)) for k, v in result.posterior.items()})

@@ -40,11 +40,13 @@ def scan_dispersion(z2: np.ndarray, scan_index: np.ndarray, k: np.ndarray) -> np
 
 
 def adequacy_verdict(z2: dict[str, np.ndarray], scans: dict[str, np.ndarray], noise_medians: dict[str, float],
-                     seed: int = 0) -> dict:
+                     seed: int = 0, degrees_of_freedom: dict[str, int] | None = None) -> dict:
     """The adequacy checks of the module docstring.
 
     ``z2``: per kind, squared whitened residuals (draws × data) against the total errors; ``scans``: per
-    kind, the scan of every datum; ``noise_medians``: posterior medians of the fitted error terms."""
+    kind, the scan of every datum; ``noise_medians``: posterior medians of the fitted error terms;
+    ``degrees_of_freedom``: per kind, the Gaussian terms in each datum's z² (default 1; a complex
+    visibility's z² sums its real and imaginary parts: 2), so a scan's χ² has k_s = data × that."""
     rng = np.random.default_rng(seed)
     reasons, checks = [], {}
     for name, median in noise_medians.items():
@@ -60,7 +62,7 @@ def adequacy_verdict(z2: dict[str, np.ndarray], scans: dict[str, np.ndarray], no
         if values.shape[1] == 0:
             continue
         labels, scan_index = np.unique(np.asarray(scans[kind]), return_inverse=True)
-        k = np.bincount(scan_index, minlength=len(labels)).astype(np.float64)
+        k = np.bincount(scan_index, minlength=len(labels)).astype(np.float64) * (degrees_of_freedom or {}).get(kind, 1)
         rows = rng.choice(values.shape[0], size=min(PPC_DRAWS, values.shape[0]), replace=False)
         observed = scan_dispersion(values[rows], scan_index, k)
         # REPLICATIONS replicated data sets per draw, so the smallest p-value resolved is well below the limit

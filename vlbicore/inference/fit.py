@@ -308,7 +308,8 @@ def _posterior_result(b, products, model, space, periods, layout, run: Sampled, 
     scans = {kind: products.obs.scan[np.asarray(p.rows).reshape(p.n, -1)[:, 0]] if p.n else np.zeros(0, int)
              for kind, p in products.items()}
     noise_medians = {name: float(np.median(posterior[name])) for name in space.names if name.startswith("noise.")}
-    adequacy = adequacy_verdict(out["z2"], scans, noise_medians, seed=settings.seed)
+    adequacy = adequacy_verdict(out["z2"], scans, noise_medians, seed=settings.seed,
+                                degrees_of_freedom={kind: p.degrees_of_freedom for kind, p in products.items()})
     n_params = space.size
     thermal = reduced_chi_squared_of(products, at_best["pred"])
     if layout["kinds"].get("amp") == "gains_marginal":  # against the model with its best-fitting gains

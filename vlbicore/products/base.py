@@ -166,6 +166,7 @@ class Product:
 
     kind: ClassVar[str] = ""
     variance_kind: ClassVar[str] = "visibility"  # the likelihood supplies σ² per datum
+    degrees_of_freedom: ClassVar[int] = 1  # Gaussian terms per datum in z² (a complex visibility: 2)
     cov = None  # independent data; closure products carry a covariance field instead
 
     @property

@@ -15,6 +15,7 @@ class VisibilityProduct(Product):
     """Complex visibilities (Jy); sigma is the standard deviation of each real and imaginary part."""
 
     kind: ClassVar[str] = "vis"
+    degrees_of_freedom: ClassVar[int] = 2  # real and imaginary part
 
     @classmethod
     def build(cls, obs, rows: np.ndarray, options: ProductOptions) -> "VisibilityProduct":
