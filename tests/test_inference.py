@@ -279,9 +279,11 @@ def test_adequacy_counts_both_parts_of_a_complex_visibility():
     assert not adequacy_verdict(z2, {"vis": scans}, {})["adequate"]
 
 
-@pytest.mark.xfail(strict=True, reason="open (issues 12/15): the vis fit of a simulated calibrated m-ring ends with "
-                   "d = 42.2 right but F0 = 0.22 (truth 0.6) and noise.fractional 0.65 > 0.3, so it is judged "
-                   "inadequate for that reason (measured 2026-12-03, seed 2); vis mode search, not yet looked into")
+@pytest.mark.xfail(strict=True, reason="open (issues 12/15): the vis mode search misses the position. On a simulated "
+                   "calibrated m-ring (seed 2, 8 starts) it ends at x0 = -48, y0 = -85 µas (truth 0, 0) with d = 42.2 "
+                   "right, F0 = 0.22 (truth 0.6) and noise.fractional 0.65 > 0.3, hence inadequate; the data fit the "
+                   "truth (residual sd 1.01). A vis likelihood has a position mode every fringe spacing (~25 µas on "
+                   "8 Gλ baselines); measured 2026-12-03")
 def test_a_calibrated_visibility_fit_of_the_true_model_is_adequate(tmp_path):
     """End to end: simulated calibrated visibilities of an m-ring, fitted with that model, pass the
     adequacy verdict."""
