@@ -526,9 +526,8 @@ def parameter_time_figure(table: pd.DataFrame, title: str = "") -> Figure:
 def plot_fit(store_path, out_dir, *, formats: Iterable[str] = FORMATS) -> list[Path]:
     """Trace, corner, model image, data against model, normalised residuals, uv-coverage and gains plots
     of one store (PNG + SVG each; the last three only where the store has predictions, uv coordinates and
-    sampled gains). A
-    snapshot store gets each parameter against time (``parameters_time``) and the lone-fit plots of its
-    first snapshot (``snapshot0_*``)."""
+    sampled gains). A snapshot store gets each parameter against time (``parameters_time``) and the lone-fit
+    plots of its first snapshot (``snapshot0_*``)."""
     tree = open_fit_store(store_path)
     out_dir = Path(out_dir)
     if is_snapshot_store(tree):
