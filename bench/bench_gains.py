@@ -67,12 +67,6 @@ TRUTH = {"F0": 0.6, "d": 42.0, "alpha": 10.0, "beta1_re": -0.2, "beta1_im": 0.1,
 INJECTED = {"LM": 0.3, "default": 0.1}
 
 
-def _wrap(x):
-    import numpy as np
-
-    return (x + np.pi) % (2 * np.pi) - np.pi
-
-
 def coverage(products: list[str], n_seeds: int, batch: int, warmup: int, samples: int, out_dir) -> None:
     """Calibration of fits with gains on simulated data with injected gains (see the module text)."""
     import jax.numpy as jnp
@@ -80,10 +74,11 @@ def coverage(products: list[str], n_seeds: int, batch: int, warmup: int, samples
     import scipy.stats
 
     from vlbicore.config import FitConfig
-    from vlbicore.data.simulate import injected_gains, simulate_observation
+    from vlbicore.data.simulate import injected_gains, injected_gains_at, simulate_observation
     from vlbicore.inference import fit_many
     from vlbicore.models import build_model
     from vlbicore.pipeline import prepare_products
+    from vlbicore.products.base import wrap_phase_np
 
     spec = {"type": "thick_mring", "order": 1}
     config = FitConfig.from_dict({"model": spec, "products": products, "gains": {"segment": "scan"},
@@ -116,24 +111,23 @@ def coverage(products: list[str], n_seeds: int, batch: int, warmup: int, samples
                 inside[level].append(lo <= TRUTH["d"] <= hi)
             if not r.gains:
                 continue
-            truth = injected_gains(DATA, seed=seed, gains=INJECTED)
-            stations = list(r.gains["stations"])
+            injected = injected_gains(DATA, seed=seed, gains=INJECTED)
+            true_grid = injected_gains_at(injected, r.gains["stations"], r.gains["segment_time"])
             for name in ("log_amplitude", "phase"):
                 if name not in r.gains:
                     continue
                 grid = np.asarray(r.gains[name])
                 draws = grid.reshape(-1, *grid.shape[2:])
-                for k, t in enumerate(r.gains["segment_time"]):
-                    scan = np.flatnonzero((truth["time_start"] - 1e-6 <= t) & (t <= truth["time_end"] + 1e-6))
-                    if len(scan) != 1:
-                        continue
-                    g = truth["gain"][[truth["stations"].index(s) for s in stations], scan[0]]
+                for k in range(draws.shape[2]):
+                    g = true_grid[:, k]
+                    if not np.all(np.isfinite(g)):
+                        continue  # the segment lies in no single injected scan
                     present = np.all(np.isfinite(draws[:, :, k]), axis=0)
                     if name == "phase":
                         fixed = present & np.all(draws[:, :, k] == 0, axis=0)  # the scan's reference station
                         if not fixed.any():
                             continue
-                        true = _wrap(np.angle(g) - np.angle(g[np.flatnonzero(fixed)[0]]))
+                        true = wrap_phase_np(np.angle(g) - np.angle(g[np.flatnonzero(fixed)[0]]))
                         present &= ~fixed
                     else:
                         true = np.log(np.abs(g))
@@ -141,7 +135,7 @@ def coverage(products: list[str], n_seeds: int, batch: int, warmup: int, samples
                         x = draws[:, s, k]
                         if name == "phase":
                             centre = np.angle(np.mean(np.exp(1j * x)))
-                            x, value = _wrap(x - centre), _wrap(true[s] - centre)
+                            x, value = wrap_phase_np(x - centre), wrap_phase_np(true[s] - centre)
                         else:
                             value = true[s]
                         low, high = np.quantile(x, [0.025, 0.975])

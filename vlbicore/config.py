@@ -173,8 +173,7 @@ class FitConfig:
             spec["priors"] = {**spec.get("priors", {}), **priors}
         fixed = {**spec.get("fixed", {}), **{k: v for k, v in self.fixed.items() if not k.startswith(NOISE_PREFIX)}}
         products = set(self.products)
-        gains = self.gain_model
-        sees_position = "vis" in products and not (gains is not None and gains.segment in ("scan", "integration"))
+        sees_position = "vis" in products and not self.gain_phases_per_time
         for name in build_model({**spec, "fixed": fixed}).closure_invariant_params():
             is_flux = is_flux_scale(name)
             sees_it = bool(products & {"amp", "vis"}) if is_flux else sees_position
@@ -201,6 +200,13 @@ class FitConfig:
     def gain_model(self) -> GainModel | None:
         """The station gains of this fit (None: no gains, or products immune to them: closures only)."""
         return GainModel.of(self.gains, self.products)
+
+    @property
+    def gain_phases_per_time(self) -> bool:
+        """Visibilities are fitted with a gain phase per station and scan (or integration): such phases
+        absorb the data's per-scan phase errors and any shift of the image."""
+        gains = self.gain_model
+        return "vis" in self.products and gains is not None and gains.segment in ("scan", "integration")
 
     @property
     def snr_cuts(self) -> dict[str, float]:

@@ -71,8 +71,7 @@ def data_quality_warnings(obs, config: FitConfig) -> list[str]:
     """One-line warnings about the data for this fit (uncalibrated phases when ``vis`` is fitted without
     gain phases per scan or per integration, which would model them), also printed to stderr."""
     warnings = []
-    gains = config.gain_model
-    if "vis" in config.products and not (gains is not None and gains.segment in ("scan", "integration")):
+    if "vis" in config.products and not config.gain_phases_per_time:
         warning = uncalibrated_phases(obs)
         if warning:
             print(f"vlbicore: warning: {warning}", file=sys.stderr)

@@ -94,6 +94,18 @@ def injected_gains(like, *, seed: int = 0, nonclosing: float = 0.0,
     return {"stations": tuple(template.stations), "time_start": start, "time_end": end, "gain": g}
 
 
+def injected_gains_at(injected: Mapping, stations, times) -> np.ndarray:
+    """The gains of :func:`injected_gains` ``injected`` for ``stations`` (codes) × ``times`` (hours UTC,
+    e.g. a fit's segment times): each time's scan is the one whose records span it; NaN for a time in no
+    scan, or in more than one."""
+    times = np.asarray(times, float)
+    within = (injected["time_start"][None, :] - 1e-6 <= times[:, None]) & \
+             (times[:, None] <= injected["time_end"][None, :] + 1e-6)  # times × scans
+    scan = np.where(within.sum(axis=1) == 1, np.argmax(within, axis=1), -1)
+    rows = [injected["stations"].index(s) for s in stations]
+    return np.where(scan >= 0, injected["gain"][rows][:, np.maximum(scan, 0)], np.nan)
+
+
 def scan_errors(obs: Observation, rng: np.random.Generator, *, nonclosing: float = 0.0,
                 gains: float | Mapping[str, float] = 0.0, with_gains: bool = False):
     """The multiplicative error of every record: (1 + ε_baseline,scan) g_i conj(g_j) (see
