@@ -279,14 +279,12 @@ def test_adequacy_counts_both_parts_of_a_complex_visibility():
     assert not adequacy_verdict(z2, {"vis": scans}, {})["adequate"]
 
 
-@pytest.mark.xfail(strict=True, reason="open (issues 12/15): the vis mode search misses the position. On a simulated "
-                   "calibrated m-ring (seed 2, 8 starts) it ends at x0 = -48, y0 = -85 µas (truth 0, 0) with d = 42.2 "
-                   "right, F0 = 0.22 (truth 0.6) and noise.fractional 0.65 > 0.3, hence inadequate; the data fit the "
-                   "truth (residual sd 1.01). A vis likelihood has a position mode every fringe spacing (~25 µas on "
-                   "8 Gλ baselines); measured 2026-12-03")
 def test_a_calibrated_visibility_fit_of_the_true_model_is_adequate(tmp_path):
     """End to end: simulated calibrated visibilities of an m-ring, fitted with that model, pass the
-    adequacy verdict."""
+    adequacy verdict and recover the truth. A vis likelihood has a position mode every fringe spacing
+    (~25 µas on 8 Gλ baselines): from prior draws alone, 8 starts ended at x0 = −48, y0 = −85 µas with
+    F0 a third of the truth; the sky shape found on closures and the position by cross-correlation
+    (:mod:`vlbicore.inference.closure_first`) find the true mode."""
     from vlbicore.config import FitConfig
     from vlbicore.data.simulate import simulate_observation
     from vlbicore.inference import fit
@@ -302,4 +300,7 @@ def test_a_calibrated_visibility_fit_of_the_true_model_is_adequate(tmp_path):
                          tint=60.0, tadv=600.0, tstart=0.0, tstop=12.0, seed=2, out=path)
     _, products, _ = prepare_products(path, config)
     result = fit(products, model, config.sampler, config.noise_model)
-    assert result.adequacy["adequate"], (result.adequacy["reasons"], {k: float(np.median(v)) for k, v in result.posterior.items()})
+    medians = {k: float(np.median(v)) for k, v in result.posterior.items()}
+    assert result.adequacy["adequate"], (result.adequacy["reasons"], medians)
+    for name, tolerance in (("x0", 2.0), ("y0", 2.0), ("d", 2.0), ("F0", 0.05)):
+        assert abs(medians[name] - truth[name]) < tolerance, (name, medians)

@@ -32,6 +32,7 @@ import numpy as np
 from vlbicore.errors import VlbiError
 from vlbicore.inference.adequacy import adequacy_verdict
 from vlbicore.inference.batch import BatchGradient, host_rng
+from vlbicore.inference.closure_first import WARM_LEARNING_RATE, closure_first_starts, uses_closure_first
 from vlbicore.inference.diagnostics import convergence_verdict, parameter_diagnostics
 from vlbicore.inference.modes import search_modes
 from vlbicore.inference.nuts import NutsRunner, devices_for, run_nuts
@@ -80,12 +81,14 @@ class Sampled:
 
 
 def sample_posteriors(evaluate, space: ParameterSpace, data, n_post: int, settings: SamplerSettings,
-                      seeds=None) -> Sampled:
+                      seeds=None, starts=None) -> Sampled:
     """Modes, weights and NUTS chains of ``n_post`` posteriors of one log density.
 
     ``evaluate(z, data) -> (log p, aux)`` is the log posterior in the unconstrained space of ``space``
     (prior included) with per-point outputs; ``data`` is its data pytree, stacked along a leading axis
-    when ``n_post`` > 1. ``seeds``: one per posterior (default ``settings.seed`` for all)."""
+    when ``n_post`` > 1. ``seeds``: one per posterior (default ``settings.seed`` for all). ``starts``:
+    the mode search's starts (posterior × start × coordinate; default: prior draws), or a function of
+    the seeds that makes them (called while the NUTS programs compile)."""
     t0 = time.perf_counter()
     dtype = use_precision(settings.dtype)
 
@@ -105,9 +108,11 @@ def sample_posteriors(evaluate, space: ParameterSpace, data, n_post: int, settin
     try:
         per_call = 1 if settings.chain_method == "sequential" else slots_per_round
         runner.compile_ahead(pool, per_call, space.size, dtype)
-        batch = BatchGradient(evaluate, min(settings.starts * n_post, 4096), dtype, has_aux=True, data=data,
+        batch = BatchGradient(evaluate, _batch_rows(settings, n_post), dtype, has_aux=True, data=data,
                               n_posteriors=n_post)
-        modes = search_modes(batch, space, [k[0] for k in keys], starts=settings.starts, steps=settings.optimiser_steps)
+        z0 = starts(seeds) if callable(starts) else starts
+        modes = search_modes(batch, space, [k[0] for k in keys], starts=settings.starts, steps=settings.optimiser_steps,
+                             z0=z0, learning_rate=0.05 if z0 is None else WARM_LEARNING_RATE)
         timings["optimise"] = time.perf_counter() - t0
 
         sampled = [modes_to_sample(m) for m in modes]
@@ -155,19 +160,17 @@ def fit_many(product_sets, model, settings: SamplerSettings, noise: NoiseModel |
     if sampled is not None:
         periods.update(periods_gains)
     layout, data = _stacked_data(product_sets, noise, gains, sampled)
+    evaluate = _log_posterior(model, space, layout, noise, sampled)
+    starts = None
+    if uses_closure_first(product_sets):
+        def starts(seeds):
+            def proxy_batch(proxies, proxy_space, proxy_noise, proxy_gains):
+                proxy_layout, proxy_data = _stacked_data(proxies, proxy_noise, proxy_gains)
+                return BatchGradient(_log_posterior(model, proxy_space, proxy_layout, proxy_noise), _batch_rows(settings, n_post),
+                                     use_precision(settings.dtype), has_aux=True, data=proxy_data, n_posteriors=n_post)
+            return closure_first_starts(product_sets, model, space, gains, sampled, settings, seeds, proxy_batch)
 
-    def evaluate(z, data):
-        """Log posterior at ``z`` and what post-processing keeps of it, from one model evaluation."""
-        p = space.to_params(z)
-        V = model.visibility(p, data["u"], data["v"])
-        if sampled is not None:
-            V = sampled.apply(V, p, data["gains"])
-        pred = predicted_products(layout, data, V)
-        ll, z2 = pointwise_terms(layout, data, V, pred, noise.values(p))
-        lp = sum(jnp.sum(x) for x in ll.values()) + space.log_prior(z)
-        return lp, {"params": p, "derived": model.derived(p), "ll": ll, "pred": pred, "z2": z2}
-
-    run = sample_posteriors(evaluate, space, data, n_post, settings, seeds)
+    run = sample_posteriors(evaluate, space, data, n_post, settings, seeds, starts=starts)
     t1 = time.perf_counter()
     results = [_posterior_result(b, product_sets[b], model, space, periods, layout, run, settings, gains, sampled)
                for b in range(n_post)]
@@ -177,6 +180,29 @@ def fit_many(product_sets, model, settings: SamplerSettings, noise: NoiseModel |
         r.timings = dict(shared)
         r.devices = run.devices
     return results
+
+
+def _log_posterior(model, space: ParameterSpace, layout, noise: NoiseModel, sampled=None):
+    """``evaluate(z, data) -> (log p, aux)``: the log posterior at ``z`` and what post-processing keeps of
+    it (parameters, derived quantities, per-datum log-likelihoods, predictions, z²), from one model
+    evaluation; ``sampled``: the sampled gains applied to the model's visibilities."""
+
+    def evaluate(z, data):
+        p = space.to_params(z)
+        V = model.visibility(p, data["u"], data["v"])
+        if sampled is not None:
+            V = sampled.apply(V, p, data["gains"])
+        pred = predicted_products(layout, data, V)
+        ll, z2 = pointwise_terms(layout, data, V, pred, noise.values(p))
+        lp = sum(jnp.sum(x) for x in ll.values()) + space.log_prior(z)
+        return lp, {"params": p, "derived": model.derived(p), "ll": ll, "pred": pred, "z2": z2}
+
+    return evaluate
+
+
+def _batch_rows(settings: SamplerSettings, n_post: int) -> int:
+    """Rows of a fit's batch program: every start of every posterior in one call (capped)."""
+    return min(settings.starts * n_post, 4096)
 
 
 def fit_posterior_function(space: ParameterSpace, loglike, settings: SamplerSettings) -> FitResult:

@@ -72,19 +72,23 @@ def adam(batch: BatchGradient, z, steps: int, *, index=None, bounded=None, learn
     return z, lp
 
 
-def search_modes(batch: BatchGradient, space: ParameterSpace, keys, *, starts: int, steps: int) -> list[list[Mode]]:
+def search_modes(batch: BatchGradient, space: ParameterSpace, keys, *, starts: int, steps: int, z0=None,
+                 learning_rate: float = 0.05) -> list[list[Mode]]:
     """The modes of every posterior of ``batch`` (one key per posterior), each list best mass first.
 
-    ``starts`` prior draws per posterior are optimised at once; an end point joins a known mode when every
+    ``starts`` prior draws per posterior (or the given starts ``z0``: posterior × start × coordinate)
+    are optimised at once; an end point joins a known mode when every
     coordinate agrees to ``AGREEMENT`` of its prior width (angles on the circle), or when the log posterior
     along the straight line between them never dips more than ``BARRIER`` below the lower end (a
     hill-valley test: no barrier, same basin; it merges optimiser end points that stopped at different
     places on one flat ridge). Then every mode is weighed (:func:`weigh_modes`).
     """
     n_post = len(keys)
-    z0 = np.concatenate([space.draw(host_rng(key), starts) for key in keys]).astype(batch.dtype)
+    if z0 is None:
+        z0 = np.concatenate([space.draw(host_rng(key), starts) for key in keys])
+    z0 = np.asarray(z0).reshape(n_post * starts, space.size).astype(batch.dtype)
     index = np.repeat(np.arange(n_post), starts)
-    z_end, lp_end = adam(batch, z0, steps, index=index, bounded=~space.circular)
+    z_end, lp_end = adam(batch, z0, steps, index=index, bounded=~space.circular, learning_rate=learning_rate)
     z_end = z_end.reshape(n_post, starts, -1)
     lp_end = lp_end.astype(np.float64).reshape(n_post, starts)
     finite = np.isfinite(lp_end)
