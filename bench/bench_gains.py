@@ -73,6 +73,7 @@ def coverage(products: list[str], n_seeds: int, batch: int, warmup: int, samples
     import numpy as np
     import scipy.stats
 
+    from vlbicore.calibration import injected_gain_scores
     from vlbicore.config import FitConfig
     from vlbicore.data.simulate import injected_gains, injected_gains_at, simulate_observation
     from vlbicore.inference import fit_many
@@ -114,7 +115,7 @@ def coverage(products: list[str], n_seeds: int, batch: int, warmup: int, samples
                 continue
             injected = injected_gains(DATA, seed=seed, gains=INJECTED)
             true_grid = injected_gains_at(injected, r.gains["stations"], r.gains["segment_time"])
-            scores, level_z = gain_scores(r.gains, true_grid)
+            scores, level_z = injected_gain_scores(r.gains, true_grid)
             common_z.append(level_z)
             for name, station, hit, z in scores:
                 gain_in[name].append(hit)
@@ -138,51 +139,6 @@ def coverage(products: list[str], n_seeds: int, batch: int, warmup: int, samples
         print(f"each set's mean gain log-amplitude (known through the prior only): z rms "
               f"{np.sqrt(np.mean(np.square(common_z))):.2f} over {len(common_z)} sets "
               f"(z: {', '.join(f'{z:+.1f}' for z in common_z)})")
-
-
-def gain_scores(gains: dict, true_grid):
-    """(kind, station, inside its 95 % interval, z-score) of every injected gain, and the z-score of the
-    set's mean log-amplitude. Log-amplitudes are scored relative to the mean of the set's gains (in
-    every draw, and in the truth): their common level trades with the total flux and is known only
-    through the gain prior, so its error is shared by every gain of a set and scored once, as the
-    level's z. Phases are scored relative to each scan's reference station, on the circle."""
-    import numpy as np
-
-    from vlbicore.products.base import wrap_phase_np
-
-    scores, level_z = [], float("nan")
-    grid = np.asarray(gains["log_amplitude"])
-    draws = grid.reshape(-1, *grid.shape[2:])
-    present = np.all(np.isfinite(draws), axis=0) & np.all(np.isfinite(true_grid), axis=0)[None, :]
-    if present.any():
-        x, true = draws[:, present], np.log(np.abs(true_grid[present]))
-        level, true_level = x.mean(axis=1), true.mean()
-        level_z = float((true_level - level.mean()) / level.std())
-        x, true = x - level[:, None], true - true_level
-        stations = np.array(gains["stations"])[np.nonzero(present)[0]]
-        for j in range(x.shape[1]):
-            low, high = np.quantile(x[:, j], [0.025, 0.975])
-            scores.append(("log_amplitude", stations[j], low <= true[j] <= high,
-                           (true[j] - x[:, j].mean()) / x[:, j].std()))
-    if "phase" in gains:
-        grid = np.asarray(gains["phase"])
-        draws = grid.reshape(-1, *grid.shape[2:])
-        for k in range(draws.shape[2]):
-            g = true_grid[:, k]
-            if not np.all(np.isfinite(g)):
-                continue  # the segment lies in no single injected scan
-            here = np.all(np.isfinite(draws[:, :, k]), axis=0)
-            fixed = here & np.all(draws[:, :, k] == 0, axis=0)  # the scan's reference station
-            if not fixed.any():
-                continue
-            true = wrap_phase_np(np.angle(g) - np.angle(g[np.flatnonzero(fixed)[0]]))
-            for s in np.flatnonzero(here & ~fixed):
-                x = draws[:, s, k]
-                centre = np.angle(np.mean(np.exp(1j * x)))
-                x, value = wrap_phase_np(x - centre), wrap_phase_np(true[s] - centre)
-                low, high = np.quantile(x, [0.025, 0.975])
-                scores.append(("phase", gains["stations"][s], low <= value <= high, (value - x.mean()) / x.std()))
-    return scores, level_z
 
 
 def _fresh(label: str, path, warmup: int, samples: int) -> dict:

@@ -54,6 +54,7 @@ from vlbicore.inference.fit import fit_many
 from vlbicore.inference.transforms import ParameterSpace
 from vlbicore.likelihood import with_systematic
 from vlbicore.products import build_products
+from vlbicore.products.base import wrap_phase_np
 from vlbicore.store.atomic import write_file_atomically
 
 LEVELS = (0.5, 0.68, 0.95)
@@ -387,3 +388,46 @@ def gather(paths, out_dir, *, confidence: float = 0.95, method: str = "jeffreys"
 
         written.update(ecdf_difference_plots(frame, out_dir / "plots"))
     return written
+
+
+def injected_gain_scores(gains: Mapping, true_grid: np.ndarray) -> tuple[list, float]:
+    """(kind, station, inside its 95 % interval, z-score) of every injected gain of one fit (``gains``: its
+    ``FitResult.gains``; ``true_grid``: the injected complex gains, station × segment, e.g. from
+    :func:`vlbicore.data.simulate.injected_gains_at`), and the z-score of the set's mean log-amplitude.
+    Log-amplitudes are scored relative to the mean of the set's gains (in
+    every draw, and in the truth): their common level trades with the total flux and is known only
+    through the gain prior, so its error is shared by every gain of a set and scored once, as the
+    level's z. Phases are scored relative to each scan's reference station, on the circle."""
+    scores, level_z = [], float("nan")
+    grid = np.asarray(gains["log_amplitude"])
+    draws = grid.reshape(-1, *grid.shape[2:])
+    present = np.all(np.isfinite(draws), axis=0) & np.all(np.isfinite(true_grid), axis=0)[None, :]
+    if present.any():
+        x, true = draws[:, present], np.log(np.abs(true_grid[present]))
+        level, true_level = x.mean(axis=1), true.mean()
+        level_z = float((true_level - level.mean()) / level.std())
+        x, true = x - level[:, None], true - true_level
+        stations = np.array(gains["stations"])[np.nonzero(present)[0]]
+        for j in range(x.shape[1]):
+            low, high = np.quantile(x[:, j], [0.025, 0.975])
+            scores.append(("log_amplitude", stations[j], low <= true[j] <= high,
+                           (true[j] - x[:, j].mean()) / x[:, j].std()))
+    if "phase" in gains:
+        grid = np.asarray(gains["phase"])
+        draws = grid.reshape(-1, *grid.shape[2:])
+        for k in range(draws.shape[2]):
+            g = true_grid[:, k]
+            if not np.all(np.isfinite(g)):
+                continue  # the segment lies in no single injected scan
+            here = np.all(np.isfinite(draws[:, :, k]), axis=0)
+            fixed = here & np.all(draws[:, :, k] == 0, axis=0)  # the scan's reference station
+            if not fixed.any():
+                continue
+            true = wrap_phase_np(np.angle(g) - np.angle(g[np.flatnonzero(fixed)[0]]))
+            for s in np.flatnonzero(here & ~fixed):
+                x = draws[:, s, k]
+                centre = np.angle(np.mean(np.exp(1j * x)))
+                x, value = wrap_phase_np(x - centre), wrap_phase_np(true[s] - centre)
+                low, high = np.quantile(x, [0.025, 0.975])
+                scores.append(("phase", gains["stations"][s], low <= value <= high, (value - x.mean()) / x.std()))
+    return scores, level_z
