@@ -7,9 +7,8 @@ on empty device files, no accounting database -- and hands tests a
 :class:`SlurmCluster` with the client environment and small query helpers.
 
 Use it from a test module with ``from slurm_cluster import slurm_cluster`` (several
-modules may do so; they share one cluster) and run Snakemake through
-:func:`run_snakemake_with_profile` with :func:`gpu_profile_env` and
-:data:`FAST_POLL_ARGS`.
+modules may do so; they share one cluster) and run Snakemake with the environment of
+:func:`gpu_profile_env` and the flags of :data:`FAST_POLL_ARGS`.
 
 Everything (config, state, spool, logs, pid files, MUNGE socket and key) lives
 under one directory (``$VLBICORE_SLURM_TEST_DIR`` or ``<tmp>/vlbicore-slurm-test``)
@@ -29,7 +28,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -515,29 +513,3 @@ def gpu_profile_env(cluster: SlurmCluster) -> dict[str, str]:
         "VLBICORE_SLURM_GPU_PARTITION": cluster.gpu_partition,
         "VLBICORE_SLURM_GPU_MODEL": cluster.gpu_type,
     }
-
-
-def run_snakemake_with_profile(
-    workdir: Path,
-    profile: Path | str,
-    targets: Sequence[str] = (),
-    env: dict[str, str] | None = None,
-    extra_args: Sequence[str] = (),
-    timeout_s: float = 300,
-    snakefile: Path | None = None,
-) -> subprocess.CompletedProcess:
-    """Run the real Snakemake CLI in ``workdir`` with ``--profile profile``.
-
-    ``env`` is the full environment, e.g. :func:`gpu_profile_env`; pass
-    :data:`FAST_POLL_ARGS` in ``extra_args`` to keep tests short. stdout and stderr are merged
-    into ``.stdout`` because Snakemake logs to stderr. Never raises on a failed run:
-    assert on ``returncode`` and show ``stdout`` in the message.
-    """
-    cmd = [sys.executable, "-m", "snakemake", "--profile", str(profile)]
-    if snakefile is not None:
-        cmd += ["--snakefile", str(snakefile)]
-    cmd += [*extra_args, *targets]
-    return subprocess.run(
-        cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, timeout=timeout_s,
-    )

@@ -7,7 +7,8 @@ installs the profile under its name (``vlbicore profile install``, into a tempor
 campaign's tiny sampler settings) and runs ``snakemake --profile gpu-cluster`` from the clone's root:
 the profile found by name, every job through sbatch on the private single-node SLURM of
 ``slurm_cluster`` (the fits as one job array, one GPU each), real vlbicore fit stores, gather and
-report. ``vlbicore status`` then reads the finished campaign from the stores and Snakemake's records.
+report, each job with the resources the profile and the rule give it. ``vlbicore status`` then reads the
+finished campaign from the stores and Snakemake's records.
 The only extra flags are the poll interval and latency wait of a local disk (``FAST_POLL_ARGS``).
 """
 from __future__ import annotations
@@ -94,12 +95,33 @@ def test_fresh_clone_runs_snakemake_profile_gpu_cluster_on_slurm(slurm_cluster: 
     singles = set(re.findall(r"has been submitted with SLURM jobid (\d+)", log))
     assert len(fit_tasks) == len(models), log[-4000:]
     assert len(singles) == 1 + len(models) + 2, log[-4000:]  # prepare, a summary per fit, gather, report
+    assert len(arrays) == 1, arrays  # both fits were ready together: one `sbatch --array` call
     new_jobs = {job.job_id: job for job in cluster.jobs() if job.job_id not in jobs_before}
     assert set(new_jobs) == fit_tasks | singles
-    assert all(job.state == "COMPLETED" for job in new_jobs.values()), new_jobs
+    assert all(job.state == "COMPLETED" for job in new_jobs.values()), new_jobs  # from squeue: no sacct here
+    assert all(job.name.startswith("vlbicore_") for job in new_jobs.values()), new_jobs  # the profile's prefix
+
+    # SLURM allocated one GPU of the configured type to each fit (JOB_GRES is the allocation record), in the
+    # GPU partition, with the profile's set-resources of attempt 1: 4 CPUs per GPU, 120 min, 16000 MB (+ the
+    # plugin's few-MB array payload allowance); the other jobs got no GPU, the CPU partition and their
+    # rule's own resources (workflow/rules/common.smk), which the profile's default-resources do not override
     for task in fit_tasks:
-        assert cluster.job_details(task)["JOB_GRES"] == f"gpu:{cluster.gpu_type}:1"
+        fit = cluster.job_details(task)
+        assert fit["JOB_GRES"] == f"gpu:{cluster.gpu_type}:1", fit
+        assert new_jobs[task].tres_per_job == f"gres:gpu:{cluster.gpu_type}:1", new_jobs[task]
         assert new_jobs[task].partition == cluster.gpu_partition
+        assert fit["CpusPerTres"] == "gres:gpu:4" and fit["NumCPUs"] == "4", fit
+        assert fit["TimeLimit"] == "02:00:00", fit
+        assert 16000 <= int(fit["MinMemoryNode"].rstrip("M")) <= 16010, fit
+    limits = []
+    for job_id in singles:
+        other = cluster.job_details(job_id)
+        assert not new_jobs[job_id].requested_gpu and other.get("JOB_GRES", "(null)") == "(null)", other
+        assert new_jobs[job_id].partition == cluster.partition, new_jobs[job_id]
+        limits.append((other["TimeLimit"], other["MinMemoryNode"]))
+    # prepare and a summary per fit: 10 min, 2000 MB; gather: 30 min, 8000 MB; report: 15 min, 4000 MB
+    assert sorted(limits) == sorted([("00:10:00", "2000M")] * (1 + len(models))
+                                    + [("00:30:00", "8000M"), ("00:15:00", "4000M")]), limits
 
     # every store is a complete vlbicore fit store, gathered, and in the report
     for model in models:
