@@ -5,6 +5,7 @@ rules' shell commands only pass values through: no science or logic lives in she
 """
 import importlib.metadata
 import json
+import os
 import pathlib
 import sys
 
@@ -127,9 +128,19 @@ def rule_resources(rule_name: str) -> dict:
         resources["gpu"] = settings["gpu"]
         if settings.get("gpu_model"):
             resources["gpu_model"] = settings["gpu_model"]
-    if settings.get("slurm_partition"):
-        resources["slurm_partition"] = settings["slurm_partition"]
+    partition = settings.get("slurm_partition") or (settings.get("gpu") and gpu_partition())
+    if partition:
+        resources["slurm_partition"] = partition
     return resources
+
+
+def gpu_partition() -> str:
+    """The GPU partition the gpu-cluster profile sends `fit` jobs to (its VLBICORE_SLURM_GPU_PARTITION, see
+    profiles/gpu-cluster/config.yaml), or "" when unset. The profile's `set-resources` can only name rules,
+    and batch jobs (`fit_batch_<model>_<k>`, `calibrate`) get their names from the campaign; so a batch
+    that asks for a GPU in `resources.fit` / `resources.calibrate` is sent to the same GPU partition here,
+    instead of the CPU partition of the profile's default-resources, where a real cluster has no GPUs."""
+    return os.environ.get("VLBICORE_SLURM_GPU_PARTITION", "")
 
 
 def prepare_flags() -> list:
