@@ -8,12 +8,16 @@
    file), timed as a dry run (16,000+ jobs).
 3. ``fanout``: 1, 2, 4, 8 epochs x 1 model (prepare + fit, small sampler settings) at ``--cores`` and the
    8 epochs at 1 core: how the local profile scales with epochs and cores.
+4. ``batching``: the demo campaign twice in one run, one job per fit (the default) and every model with
+   ``batch: N`` (one job per chunk of N epochs, one compiled program, issue 14), each from an empty XLA
+   compilation cache (a first campaign run): wall time and fit jobs side by side.
 
     python bench/bench_workflow.py                 # both
     python bench/bench_workflow.py dag --epochs 200
     python bench/bench_workflow.py fanout --cores 2
     python bench/bench_workflow.py demo --cores 2 --keep /tmp/demo-run
     python bench/bench_workflow.py demo --demo-epochs 2 --warmup 1000 --samples 2000   # the talk's draws
+    python bench/bench_workflow.py batching --batch 8
 
 Prints one JSON object per benchmark.
 """
@@ -41,6 +45,15 @@ SYNTHETIC_MODELS = {
     "crescent": {"type": "crescent"},
     "ring_gauss": {"components": {"ring": {"type": "mring", "order": 1}, "jet": {"type": "gauss"}}},
 }
+
+
+def demo_campaign() -> dict:
+    """The demo campaign config with its epochs inline (config/config.yaml names an epoch sheet)."""
+    campaign = yaml.safe_load(DEMO_CONFIG.read_text())
+    if isinstance(campaign["epochs"], str):
+        with (REPO / campaign["epochs"]).open() as sheet:
+            campaign["epochs"] = [{k: v for k, v in row.items() if v} for row in csv.DictReader(sheet, delimiter="\t")]
+    return campaign
 
 
 def snakemake(workdir: pathlib.Path, *args: str, cores: int) -> tuple[float, subprocess.CompletedProcess]:
@@ -77,22 +90,31 @@ def mean_seconds_per_rule(jobs: dict[str, float]) -> dict[str, float]:
 
 
 def bench_demo(cores: int, keep: pathlib.Path | None, epochs: int | None = None,
-               draws: tuple[int, int] | None = None) -> dict:
+               draws: tuple[int, int] | None = None, batch: int | None = None, cache: str | None = None) -> dict:
     """The demo campaign end to end; workflow wall time vs the sum of its fits' times. ``epochs``: only the
-    first N epochs; ``draws``: (warmup, samples) instead of the demo's short settings."""
+    first N epochs; ``draws``: (warmup, samples) instead of the demo's short settings; ``batch``: every
+    model fitted in chunks of that many epochs; ``cache``: the XLA compilation cache (default
+    VLBICORE_JAX_CACHE, else a fresh one in the run's directory)."""
     workdir = keep or pathlib.Path(tempfile.mkdtemp(prefix="vlbicore-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    campaign = yaml.safe_load(DEMO_CONFIG.read_text())
+    campaign = demo_campaign()
     campaign["epochs"] = campaign["epochs"][:epochs] if epochs else campaign["epochs"]
     for epoch in campaign["epochs"]:
         epoch["uvfits"] = str(REPO / epoch["uvfits"])
     if draws:
         campaign["sampler"].update(warmup=draws[0], samples=draws[1])
+    if batch:
+        for model in campaign["models"].values():
+            model["batch"] = batch
     (workdir / "config.yaml").write_text(yaml.safe_dump(campaign, sort_keys=False))
 
-    cache = os.environ.get("VLBICORE_JAX_CACHE") or str(workdir / "jax-cache")
+    cache = cache or os.environ.get("VLBICORE_JAX_CACHE") or str(workdir / "jax-cache")
+    previous = os.environ.get("VLBICORE_JAX_CACHE")
     os.environ["VLBICORE_JAX_CACHE"] = cache  # inherited by Snakemake and its jobs
-    wall, _ = snakemake(workdir, cores=cores)
+    try:
+        wall, _ = snakemake(workdir, cores=cores)
+    finally:
+        os.environ.pop("VLBICORE_JAX_CACHE") if previous is None else os.environ.update(VLBICORE_JAX_CACHE=previous)
     jobs = benchmark_seconds(workdir / "benchmarks")
     fit_seconds = sum(s for name, s in jobs.items() if name.startswith("fit/"))
     fit_threads = campaign.get("resources", {}).get("fit", {}).get("threads", 2)
@@ -101,6 +123,7 @@ def bench_demo(cores: int, keep: pathlib.Path | None, epochs: int | None = None,
         "benchmark": "demo campaign end to end",
         "workdir": str(workdir),
         "epochs": len(campaign["epochs"]),
+        "batch": batch or 1,
         "warmup_samples": [campaign["sampler"]["warmup"], campaign["sampler"]["samples"]],
         "cores": cores,
         "fits": sum(name.startswith("fit/") for name in jobs),
@@ -118,6 +141,25 @@ def bench_demo(cores: int, keep: pathlib.Path | None, epochs: int | None = None,
         # Snakemake's own cost: vs all jobs' time per core (packing, job start-up, DAG bookkeeping)
         "ratio_wall_to_all_jobs_per_core": round(wall / (sum(jobs.values()) / cores), 3),
         "target_ratio": 1.1,
+    }
+
+
+def bench_batching(cores: int, batch: int, epochs: int | None = None, draws: tuple[int, int] | None = None) -> dict:
+    """The demo campaign with one job per fit and with ``batch`` epochs per job, side by side in one run,
+    each from an empty compilation cache of its own."""
+    runs = {}
+    for label, size in (("one job per fit", None), (f"batch: {batch}", batch)):
+        with tempfile.TemporaryDirectory(prefix="vlbicore-batching-") as tmp:
+            run = bench_demo(cores, pathlib.Path(tmp) / "campaign", epochs, draws, batch=size,
+                             cache=str(pathlib.Path(tmp) / "jax-cache"))
+        runs[label] = {"fit_jobs": run["fits"], **{k: run[k] for k in ("batch", "jobs", "wall_s", "sum_fit_s",
+                                                                       "sum_other_jobs_s", "mean_job_s_per_rule")}}
+    lone, batched = runs.values()
+    return {
+        "benchmark": "demo campaign: one job per fit vs batched models",
+        "epochs": epochs or "all", "cores": cores, "runs": runs,
+        "wall_one_job_per_fit_over_batched": round(lone["wall_s"] / batched["wall_s"], 2),
+        "fit_jobs_one_per_fit_over_batched": round(lone["sum_fit_s"] / batched["sum_fit_s"], 2),
     }
 
 
@@ -153,7 +195,7 @@ def bench_dag(epochs: int, cores: int) -> dict:
 def bench_fanout(epoch_counts: list[int], core_counts: list[int]) -> dict:
     """N epochs x 1 model through prepare + fit (``--until fit``) on the local profile: wall time vs N at
     the most cores, and vs cores at the most epochs. Small sampler settings; XLA cache off (cold fits)."""
-    demo = yaml.safe_load(DEMO_CONFIG.read_text())
+    demo = demo_campaign()
     runs = []
     plan = [(n, max(core_counts)) for n in epoch_counts] + [(max(epoch_counts), c) for c in core_counts if c != max(core_counts)]
     for epochs, cores in plan:
@@ -194,13 +236,14 @@ def bench_fanout(epoch_counts: list[int], core_counts: list[int]) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("which", nargs="?", choices=("all", "demo", "dag", "fanout"), default="all")
+    parser.add_argument("which", nargs="?", choices=("all", "demo", "dag", "fanout", "batching"), default="all")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=1000, help="epochs of the synthetic DAG campaign")
     parser.add_argument("--keep", type=pathlib.Path, help="run the demo here and keep it (default: temp dir)")
     parser.add_argument("--demo-epochs", type=int, help="demo: only the first N epochs")
     parser.add_argument("--warmup", type=int, help="demo: warmup draws instead of the config's")
     parser.add_argument("--samples", type=int, help="demo: samples instead of the config's")
+    parser.add_argument("--batch", type=int, default=8, help="batching: epochs per batch job (default 8)")
     args = parser.parse_args(argv)
     if args.which in ("all", "dag"):
         print(json.dumps(bench_dag(args.epochs, args.cores)), flush=True)
@@ -210,6 +253,9 @@ def main(argv=None) -> None:
     if args.which in ("all", "demo"):
         draws = (args.warmup, args.samples) if args.warmup and args.samples else None
         print(json.dumps(bench_demo(args.cores, args.keep, args.demo_epochs, draws)), flush=True)
+    if args.which == "batching":
+        draws = (args.warmup, args.samples) if args.warmup and args.samples else None
+        print(json.dumps(bench_batching(args.cores, args.batch, args.demo_epochs, draws)), flush=True)
 
 
 if __name__ == "__main__":
